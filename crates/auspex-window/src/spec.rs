@@ -1,0 +1,200 @@
+//! The feature spec: the stable, ordered list of feature names and the window settings that give
+//! them their meaning, stored in a model bundle and checked against the running store.
+
+use auspex_model::metrics;
+use serde::{Deserialize, Serialize};
+
+use crate::{WindowConfig, WindowError};
+
+/// Version of the feature formulas; bumped whenever a feature changes meaning.
+pub const FEATURE_VERSION: u32 = 1;
+
+/// Per tracked metric, in this order: `<metric>.<stat>`. Counters' series are per-second rates;
+/// `slope` is in units per second; `missing_ratio` is the fraction of the window's slots with no
+/// observation.
+pub const STATS: [&str; 8] = [
+    "mean",
+    "std",
+    "min",
+    "max",
+    "last",
+    "slope",
+    "ewma",
+    "missing_ratio",
+];
+
+/// After the [`STATS`] of a usage metric that has a limit (`spec(name).limit`):
+/// `last / limit`, and the linear time until usage reaches the limit, in seconds.
+pub const LIMIT_STATS: [&str; 2] = ["utilisation", "time_to_exhaustion_seconds"];
+
+/// The last feature: the fraction of (metric, slot) cells observed, over the metrics the entity
+/// reported at least once in the window.
+pub const COMPLETENESS: &str = "window.completeness";
+
+/// Names and meaning of the feature vector; serialisable so that a model bundle can store the
+/// spec it was trained on and [`FeatureSpec::check`] it against the store serving it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureSpec {
+    /// [`FEATURE_VERSION`] of the formulas.
+    pub version: u32,
+    /// Slot width the windows were built with.
+    pub resolution_ms: u64,
+    /// Slots per window.
+    pub length: usize,
+    /// EWMA smoothing factor.
+    pub ewma_alpha: f64,
+    /// Cap of the time-to-exhaustion features.
+    pub tte_cap_seconds: f64,
+    /// Tracked metrics, in order (also the order of the sequence batch's columns).
+    pub metrics: Vec<String>,
+    /// Feature names, in vector order.
+    pub names: Vec<String>,
+}
+
+impl FeatureSpec {
+    /// The spec of a store built from `config` (which need not be validated).
+    pub fn new(config: &WindowConfig) -> Self {
+        let mut names = Vec::new();
+        for m in &config.metrics {
+            names.extend(STATS.iter().map(|s| format!("{m}.{s}")));
+            if limit_of(m).is_some() {
+                names.extend(LIMIT_STATS.iter().map(|s| format!("{m}.{s}")));
+            }
+        }
+        names.push(COMPLETENESS.to_string());
+        FeatureSpec {
+            version: FEATURE_VERSION,
+            resolution_ms: config.resolution_ms,
+            length: config.length,
+            ewma_alpha: config.ewma_alpha,
+            tte_cap_seconds: config.tte_cap_seconds,
+            metrics: config.metrics.clone(),
+            names,
+        }
+    }
+
+    /// Width of the feature vector.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Never true: every spec has at least the completeness feature.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Position of a feature by name.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// Ok when features computed under `self` mean what a model trained under `expected` saw;
+    /// otherwise the error names the first difference.
+    pub fn check(&self, expected: &FeatureSpec) -> Result<(), WindowError> {
+        let differ = |field: &'static str, got: String, want: String| {
+            Err(WindowError::SpecMismatch {
+                field,
+                reason: format!("store has {got}, model expects {want}"),
+            })
+        };
+        if self.version != expected.version {
+            return differ(
+                "version",
+                self.version.to_string(),
+                expected.version.to_string(),
+            );
+        }
+        if self.resolution_ms != expected.resolution_ms {
+            let (a, b) = (self.resolution_ms, expected.resolution_ms);
+            return differ("resolution_ms", a.to_string(), b.to_string());
+        }
+        if self.length != expected.length {
+            return differ(
+                "length",
+                self.length.to_string(),
+                expected.length.to_string(),
+            );
+        }
+        if self.ewma_alpha != expected.ewma_alpha {
+            let (a, b) = (self.ewma_alpha, expected.ewma_alpha);
+            return differ("ewma_alpha", a.to_string(), b.to_string());
+        }
+        if self.tte_cap_seconds != expected.tte_cap_seconds {
+            let (a, b) = (self.tte_cap_seconds, expected.tte_cap_seconds);
+            return differ("tte_cap_seconds", a.to_string(), b.to_string());
+        }
+        if self.metrics != expected.metrics {
+            return differ(
+                "metrics",
+                format!("{:?}", self.metrics),
+                format!("{:?}", expected.metrics),
+            );
+        }
+        if self.names != expected.names {
+            let i = self
+                .names
+                .iter()
+                .zip(&expected.names)
+                .position(|(a, b)| a != b)
+                .unwrap_or(self.names.len().min(expected.names.len()));
+            let at = |v: &[String]| v.get(i).cloned().unwrap_or_else(|| "<end>".into());
+            return differ(
+                "names",
+                format!("{} at {i}", at(&self.names)),
+                at(&expected.names),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The limit metric of a usage metric, if the canonical vocabulary gives one.
+pub(crate) fn limit_of(metric: &str) -> Option<&'static str> {
+    metrics::spec(metric).and_then(|s| s.limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_spec_names_and_width() {
+        let c = WindowConfig::default();
+        let s = FeatureSpec::new(&c);
+        let with_limit = c.metrics.iter().filter(|m| limit_of(m).is_some()).count();
+        assert_eq!(with_limit, 2);
+        assert_eq!(s.len(), c.metrics.len() * STATS.len() + with_limit * 2 + 1);
+        assert_eq!(s.names[0], "cpu_usage_cores.mean");
+        assert_eq!(s.names[8], "cpu_usage_cores.utilisation");
+        assert_eq!(s.names[9], "cpu_usage_cores.time_to_exhaustion_seconds");
+        assert_eq!(s.names.last().unwrap(), COMPLETENESS);
+        let mut sorted = s.names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), s.len(), "names are unique");
+    }
+
+    #[test]
+    fn check_names_the_difference() {
+        let a = FeatureSpec::new(&WindowConfig::default());
+        a.check(&a.clone()).unwrap();
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(serde_json::from_str::<FeatureSpec>(&json).unwrap(), a);
+
+        let b = FeatureSpec::new(&WindowConfig {
+            length: 20,
+            ..WindowConfig::default()
+        });
+        assert!(matches!(
+            a.check(&b),
+            Err(WindowError::SpecMismatch {
+                field: "length",
+                ..
+            })
+        ));
+        let mut c = a.clone();
+        c.names.swap(1, 2);
+        let err = a.check(&c).unwrap_err().to_string();
+        assert!(err.contains("cpu_usage_cores.std at 1"), "{err}");
+    }
+}
