@@ -61,7 +61,9 @@ impl std::str::FromStr for EntityKind {
 }
 
 /// The identity of an entity: enough to name it, nothing more.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub struct EntityRef {
     pub kind: EntityKind,
     /// Kubernetes namespace; absent for nodes.
@@ -204,11 +206,7 @@ impl EntityId {
         if kind.is_namespaced() {
             let ns = parts.next().ok_or_else(bad)?;
             let name = parts.next().filter(|n| !n.is_empty()).ok_or_else(bad)?;
-            Ok(EntityRef::new(
-                kind,
-                (!ns.is_empty()).then_some(ns),
-                name,
-            ))
+            Ok(EntityRef::new(kind, (!ns.is_empty()).then_some(ns), name))
         } else {
             let rest: Vec<&str> = parts.collect();
             let name = rest.join("/");

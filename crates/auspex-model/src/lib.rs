@@ -92,7 +92,9 @@ impl std::str::FromStr for AnomalyKind {
 pub enum ModelError {
     #[error("invalid JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("unknown anomaly kind {0:?} (expected one of pod_failure, cpu_exhaustion, memory_exhaustion, network_issue)")]
+    #[error(
+        "unknown anomaly kind {0:?} (expected one of pod_failure, cpu_exhaustion, memory_exhaustion, network_issue)"
+    )]
     UnknownAnomalyKind(String),
     #[error("unknown entity kind {0:?} (expected one of pod, node, service, container)")]
     UnknownEntityKind(String),

@@ -33,27 +33,27 @@ fn wires() -> Vec<Wire> {
         Wire {
             name: "metric-sample",
             schema: || schemars::schema_for!(MetricSample),
-            parse: |b| {
-                parse_with(|b| MetricSample::from_json(b).map_err(|e| e.to_string()))(b)
-            },
+            parse: |b| parse_with(|b| MetricSample::from_json(b).map_err(|e| e.to_string()))(b),
         },
         Wire {
             name: "topology-event",
             schema: || schemars::schema_for!(TopologyEvent),
-            parse: |b| {
-                parse_with(|b| TopologyEvent::from_json(b).map_err(|e| e.to_string()))(b)
-            },
+            parse: |b| parse_with(|b| TopologyEvent::from_json(b).map_err(|e| e.to_string()))(b),
         },
         Wire {
             name: "alert",
             schema: || schemars::schema_for!(Alert),
-            parse: |b| parse_with(|b| serde_json::from_slice::<Alert>(b).map_err(|e| e.to_string()))(b),
+            parse: |b| {
+                parse_with(|b| serde_json::from_slice::<Alert>(b).map_err(|e| e.to_string()))(b)
+            },
         },
         Wire {
             name: "incident-label",
             schema: || schemars::schema_for!(IncidentLabel),
             parse: |b| {
-                parse_with(|b| serde_json::from_slice::<IncidentLabel>(b).map_err(|e| e.to_string()))(b)
+                parse_with(|b| {
+                    serde_json::from_slice::<IncidentLabel>(b).map_err(|e| e.to_string())
+                })(b)
             },
         },
     ]
@@ -124,7 +124,11 @@ fn every_fixture_is_judged_alike_by_schema_and_parser() {
             let bytes = std::fs::read(&p).unwrap();
             let doc: Value = serde_json::from_slice(&bytes).unwrap();
             let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
-            assert!(errors.is_empty(), "{}: schema rejects it: {errors:?}", p.display());
+            assert!(
+                errors.is_empty(),
+                "{}: schema rejects it: {errors:?}",
+                p.display()
+            );
             let back = (w.parse)(&bytes)
                 .unwrap_or_else(|e| panic!("{}: the Rust type rejects it: {e}", p.display()));
             assert!(
@@ -133,7 +137,12 @@ fn every_fixture_is_judged_alike_by_schema_and_parser() {
                 p.display()
             );
             let again = (w.parse)(back.to_string().as_bytes()).unwrap();
-            assert_eq!(back, again, "{}: parse ∘ serialise is not stable", p.display());
+            assert_eq!(
+                back,
+                again,
+                "{}: parse ∘ serialise is not stable",
+                p.display()
+            );
         }
 
         let invalid = fixtures(w.name, "invalid");
@@ -185,5 +194,9 @@ fn metric_docs_match_canonical_list() {
         return;
     }
     let have = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(have == want, "{} is out of date; run with UPDATE_SCHEMAS=1", path.display());
+    assert!(
+        have == want,
+        "{} is out of date; run with UPDATE_SCHEMAS=1",
+        path.display()
+    );
 }

@@ -37,6 +37,13 @@ pub struct StatConfig {
     pub z_high: f64,
     /// Neighbours listed on a prediction whose own score for the kind is at least this.
     pub neighbour_min_score: f64,
+    /// Weight of latency z-scores (and of a pod's CPU z-score, gated by utilisation): load
+    /// bursts move them too, so alone they stay below the default threshold.
+    pub latency_weight: f64,
+    /// Weight of the success-ratio z-score.
+    pub success_weight: f64,
+    /// Weight of a pod being not ready in its newest slot.
+    pub not_ready_weight: f64,
 }
 
 impl Default for StatConfig {
@@ -49,6 +56,9 @@ impl Default for StatConfig {
             z_low: 4.0,
             z_high: 10.0,
             neighbour_min_score: 0.2,
+            latency_weight: 0.45,
+            success_weight: 0.8,
+            not_ready_weight: 0.6,
         }
     }
 }
@@ -295,7 +305,10 @@ impl StatScorer {
                 None,
             );
         }
-        if let (Some(mean), Some(last)) = (get(ix.ready_mean), get(ix.ready_last)) {
+        let is_pod = matches!(id.kind(), EntityKind::Pod | EntityKind::Container);
+        if let (Some(mean), Some(last)) = (get(ix.ready_mean), get(ix.ready_last))
+            && is_pod
+        {
             push(
                 AnomalyKind::PodFailure,
                 "state",
@@ -304,9 +317,26 @@ impl StatScorer {
                 ramp(1.0 - mean, 0.15, 0.5) * ramp(1.0 - last, 0.0, 1.0).max(0.5),
                 None,
             );
+            // Not ready right now, whatever the window says (unless an OOM kill explains it:
+            // that incident is memory's).
+            let oom_explains = ooms > 0.5;
+            push(
+                AnomalyKind::PodFailure,
+                "state",
+                "ready.last",
+                last,
+                if oom_explains {
+                    0.0
+                } else {
+                    cfg.not_ready_weight * ramp(1.0 - last, 0.0, 1.0)
+                },
+                None,
+            );
         }
 
-        // Robust z-scores against the entity's own baseline.
+        // Robust z-scores against the entity's own baseline. Latency and CPU moves are weak
+        // evidence alone (load bursts move them too), so they weigh less and need company.
+        let cpu_util = get(ix.cpu_util).unwrap_or(0.0);
         let st = self.state.entry(id.clone()).or_default();
         if st.baselines.len() != ix.z.len() {
             st.baselines = vec![Baseline::default(); ix.z.len()];
@@ -339,7 +369,14 @@ impl StatScorer {
                         .expect("z metrics come from Z_METRICS or success ratio");
                     (kind, z)
                 };
-                let score = ramp(z_eff, cfg.z_low, cfg.z_high);
+                let weight = match *name {
+                    m::LATENCY_P99_SECONDS | m::CLIENT_LATENCY_P99_SECONDS => cfg.latency_weight,
+                    m::SUCCESS_RATIO => cfg.success_weight,
+                    m::CPU_USAGE_CORES if is_pod => cfg.latency_weight * ramp(cpu_util, 0.6, 0.8),
+                    m::CPU_USAGE_CORES => 0.0,
+                    _ => 1.0,
+                };
+                let score = weight * ramp(z_eff, cfg.z_low, cfg.z_high);
                 if score > 0.0 {
                     out.push(Term {
                         kind,
@@ -349,6 +386,17 @@ impl StatScorer {
                         score,
                         tti_s: None,
                     });
+                    // Failing requests on a pod that restarts are the pod failing.
+                    if *name == m::SUCCESS_RATIO && is_pod && restarts > 0.5 {
+                        out.push(Term {
+                            kind: AnomalyKind::PodFailure,
+                            branch: "robust_z",
+                            feature: format!("{name}.z"),
+                            value: z_eff,
+                            score,
+                            tti_s: None,
+                        });
+                    }
                 }
             }
             if !warm || z.abs() < cfg.baseline_freeze_z {
@@ -415,13 +463,15 @@ impl Scorer for StatScorer {
                     *s = s.max(t.score);
                 }
                 if let Some(best) = mine.first() {
-                    p.probability = best.score;
+                    // Independent pieces of evidence add up (noisy-OR).
+                    p.probability = 1.0 - mine.iter().map(|t| 1.0 - t.score).product::<f64>();
                     p.time_to_incident_s = best
                         .tti_s
                         .or_else(|| mine.iter().filter_map(|t| t.tti_s).min_by(f64::total_cmp));
-                    // The kind's score is its strongest branch: that branch carries the weight.
+                    // Each branch's share of the evidence.
+                    let total: f64 = p.branch_scores.values().sum();
                     for b in BRANCHES {
-                        let w = if b == best.branch { 1.0 } else { 0.0 };
+                        let w = p.branch_scores.get(b).map_or(0.0, |s| s / total);
                         p.branch_weights.insert(b.to_string(), w);
                     }
                 }

@@ -1,0 +1,308 @@
+//! Command-line interface: argument parsing and the `simulate` and `run` commands.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use auspex_ingest::simulator::SimulatorSource;
+use auspex_ingest::{DeadLetter, IngestError, Sink, Source};
+use auspex_ingest::{DeadLetterSink, NdjsonSink, Paced, Pacing};
+use auspex_model::Alert;
+use auspex_score::stat::{StatConfig, StatScorer};
+use auspex_sim::SimConfig;
+use clap::{Args, Parser, Subcommand};
+
+use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::summary::RunSummary;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "auspex",
+    version,
+    about = "Predicts Kubernetes incidents before they happen"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `auspex=debug`); default from
+    /// AUSPEX_LOG, else `warn`. Logs go to stderr.
+    #[arg(long, global = true)]
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Simulate a cluster with injected faults and write its samples, topology and labels.
+    Simulate(SimulateArgs),
+    /// Run the whole pipeline on the embedded default (simulator in, alerts out), or on a
+    /// replayed source; prints a summary and, with labels, event recall / precision / lead time.
+    Run(RunArgs),
+}
+
+/// Simulator settings shared by `simulate` and `run`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Seed of the simulator: the same seed gives byte-identical output.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// A simulator config file (JSON or TOML, fields as in `auspex simulate --print-config`).
+    #[arg(long, value_name = "FILE")]
+    pub sim_config: Option<PathBuf>,
+    /// Override one simulator config field, e.g. `--set duration_ms=3600000` (repeatable;
+    /// the value is parsed as JSON, else taken as a string).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+impl SimArgs {
+    pub fn config(&self) -> Result<SimConfig> {
+        let mut value = match &self.sim_config {
+            Some(path) => read_config_value(path)?,
+            None => serde_json::to_value(SimConfig::default())?,
+        };
+        let obj = value
+            .as_object_mut()
+            .context("simulator config must be a table/object")?;
+        obj.insert("seed".into(), self.seed.into());
+        for o in &self.overrides {
+            let (k, v) = o
+                .split_once('=')
+                .with_context(|| format!("--set {o:?}: expected KEY=VALUE"))?;
+            let v = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.into()));
+            obj.insert(k.to_string(), v);
+        }
+        let config: SimConfig = serde_json::from_value(value).context("simulator config")?;
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("simulator config: {e}"))?;
+        Ok(config)
+    }
+}
+
+fn read_config_value(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if ext == "toml" {
+        let v: toml::Value =
+            toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
+        Ok(serde_json::to_value(v)?)
+    } else {
+        serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    pub sim: SimArgs,
+    /// Directory to write samples.ndjson, topology.ndjson and labels.ndjson into.
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["stdout", "print_config"])]
+    pub out: Option<PathBuf>,
+    /// Write samples and topology events, interleaved, to stdout instead (labels to --labels).
+    #[arg(long, conflicts_with = "out")]
+    pub stdout: bool,
+    /// With --stdout: where to write the labels.
+    #[arg(long, value_name = "FILE", requires = "stdout")]
+    pub labels: Option<PathBuf>,
+    /// Stream at this many records per second instead of as fast as possible.
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate: Option<f64>,
+    /// Stream in event time scaled by this factor (1 = real time, 60 = a minute per second).
+    #[arg(long, conflicts_with = "rate")]
+    pub speed: Option<f64>,
+    /// Print the effective simulator config as JSON and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// Where `run` reads from.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// `sim` (the in-process simulator, the default), `dir:PATH` (what `simulate --out`
+    /// wrote), `ndjson:PATH` (samples and topology events, one per line; `-` for stdin),
+    /// `nezha:PATH`, `smd:PATH[:MACHINE]` or `nab:PATH` (the shared data sets).
+    #[arg(long, default_value = "sim")]
+    pub source: String,
+    #[command(flatten)]
+    pub sim: SimArgs,
+    /// Replay in event time scaled by this factor instead of as fast as possible.
+    #[arg(long)]
+    pub speed: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Where alerts go, as NDJSON: a file, or `-` for stdout.
+    #[arg(long, default_value = "-", value_name = "FILE")]
+    pub alerts: String,
+    /// Where records that could not be parsed go, with the reason (NDJSON).
+    #[arg(long, value_name = "FILE", default_value = "dead-letters.ndjson")]
+    pub dead_letters: PathBuf,
+    /// Also write the summary (counts, evaluation against labels) as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+    /// Alert when the score reaches this (0..1).
+    #[arg(long)]
+    pub threshold: Option<f64>,
+}
+
+pub fn simulate(args: SimulateArgs) -> Result<()> {
+    let config = args.sim.config()?;
+    if args.print_config {
+        println!("{}", serde_json::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    let source = SimulatorSource::new(config)?;
+    let labels = source.labels();
+    let pacing = Pacing::from_flags(args.speed, args.rate)?;
+    let mut source = Paced::new(source, pacing)?;
+    let (samples, events) = match &args.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+            write_labels(&dir.join("labels.ndjson"), &labels)?;
+            let mut samples = NdjsonSink::create(dir.join("samples.ndjson"))?;
+            let mut topology = NdjsonSink::create(dir.join("topology.ndjson"))?;
+            let counts = drain(&mut source, &mut samples, &mut topology)?;
+            eprintln!(
+                "wrote {} samples, {} topology events and {} labels to {}",
+                counts.0,
+                counts.1,
+                labels.len(),
+                dir.display()
+            );
+            counts
+        }
+        None => {
+            if let Some(path) = &args.labels {
+                write_labels(path, &labels)?;
+            }
+            // One writer: samples and topology events interleaved in event-time order.
+            let mut out = NdjsonSink::stdout();
+            let (mut n, mut t) = (0, 0);
+            while let Some(batch) = source.next_batch(4096)? {
+                for r in batch {
+                    match &r {
+                        auspex_ingest::Record::Sample(_) => n += 1,
+                        auspex_ingest::Record::Topology(_) => t += 1,
+                        auspex_ingest::Record::DeadLetter(d) => {
+                            bail!(
+                                "simulator produced an invalid record at {}: {}",
+                                d.origin,
+                                d.reason
+                            )
+                        }
+                    }
+                    out.send(&r)?;
+                }
+            }
+            Sink::<auspex_ingest::Record>::flush(&mut out)?;
+            (n, t)
+        }
+    };
+    tracing::info!(samples, events, "simulation done");
+    Ok(())
+}
+
+fn write_labels(path: &Path, labels: &[auspex_model::IncidentLabel]) -> Result<()> {
+    let mut sink = NdjsonSink::create(path)?;
+    for l in labels {
+        sink.send(l)?;
+    }
+    Sink::<auspex_model::IncidentLabel>::flush(&mut sink)?;
+    Ok(())
+}
+
+fn drain(
+    source: &mut dyn Source,
+    samples: &mut dyn Sink<auspex_model::MetricSample>,
+    topology: &mut dyn Sink<auspex_model::TopologyEvent>,
+) -> Result<(u64, u64)> {
+    let (mut n, mut t) = (0, 0);
+    while let Some(batch) = source.next_batch(4096)? {
+        for r in batch {
+            match r {
+                auspex_ingest::Record::Sample(s) => {
+                    samples.send(&s)?;
+                    n += 1;
+                }
+                auspex_ingest::Record::Topology(e) => {
+                    topology.send(&e)?;
+                    t += 1;
+                }
+                auspex_ingest::Record::DeadLetter(d) => {
+                    bail!(
+                        "simulator produced an invalid record at {}: {}",
+                        d.origin,
+                        d.reason
+                    )
+                }
+            }
+        }
+    }
+    samples.flush()?;
+    topology.flush()?;
+    Ok((n, t))
+}
+
+/// Opens the source named by `--source`.
+pub fn open_source(args: &SourceArgs) -> Result<Box<dyn Source>> {
+    let spec = args.source.as_str();
+    let (scheme, rest) = spec.split_once(':').unwrap_or((spec, ""));
+    let source: Box<dyn Source> = match scheme {
+        "sim" => Box::new(SimulatorSource::new(args.sim.config()?)?),
+        "dir" => Box::new(auspex_ingest::DirectorySource::open(rest)?),
+        "ndjson" => auspex_ingest::open_path(rest)?,
+        _ => crate::datasets::open(scheme, rest).with_context(|| format!("--source {spec:?}"))?,
+    };
+    let pacing = Pacing::from_flags(args.speed, None)?;
+    Ok(Box::new(Paced::new(source, pacing)?))
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let mut source = open_source(&args.source)?;
+    let mut config = PipelineConfig::default();
+    if let Some(t) = args.threshold {
+        config.alerts.fire_threshold = t;
+    }
+    let scorer = StatScorer::new(
+        StatConfig::default(),
+        &auspex_window::FeatureSpec::new(&config.windows),
+    );
+    let mut pipeline = Pipeline::new(config, scorer)?;
+    let mut alerts: Box<dyn Sink<Alert>> = if args.alerts == "-" {
+        Box::new(NdjsonSink::stdout())
+    } else {
+        Box::new(NdjsonSink::create(&args.alerts)?)
+    };
+    let mut recorder = Recorder {
+        inner: alerts.as_mut(),
+        kept: Vec::new(),
+    };
+    let mut dead: Box<dyn Sink<DeadLetter>> = Box::new(DeadLetterSink::create(&args.dead_letters)?);
+    let counts = pipeline.run(source.as_mut(), &mut recorder, dead.as_mut())?;
+    let labels = source.labels();
+    let summary = RunSummary::new(source.describe(), counts, &recorder.kept, &labels);
+    eprint!("{}", summary.render());
+    if let Some(path) = &args.summary_json {
+        std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")
+            .with_context(|| format!("{}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Passes alerts on and keeps a copy for the evaluation at the end.
+struct Recorder<'a> {
+    inner: &'a mut dyn Sink<Alert>,
+    kept: Vec<Alert>,
+}
+
+impl Sink<Alert> for Recorder<'_> {
+    fn send(&mut self, item: &Alert) -> Result<(), IngestError> {
+        self.kept.push(item.clone());
+        self.inner.send(item)
+    }
+    fn flush(&mut self) -> Result<(), IngestError> {
+        self.inner.flush()
+    }
+}

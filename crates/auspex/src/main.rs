@@ -1,0 +1,42 @@
+//! `auspex`: predicts Kubernetes incidents before they happen.
+//!
+//! The binary is the only place where stages are wired together (see `pipeline.rs`); every
+//! subcommand is a thin layer over the library crates.
+
+mod cli;
+mod datasets;
+mod pipeline;
+mod summary;
+
+use anyhow::Result;
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing(cli.log.as_deref());
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: cli::Cli) -> Result<()> {
+    match cli.command {
+        cli::Command::Simulate(args) => cli::simulate(args),
+        cli::Command::Run(args) => cli::run(args),
+    }
+}
+
+fn init_tracing(filter: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = filter.map(EnvFilter::new).unwrap_or_else(|| {
+        EnvFilter::try_from_env("AUSPEX_LOG").unwrap_or_else(|_| EnvFilter::new("warn"))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
