@@ -162,6 +162,12 @@ pub trait Source: Send {
     /// A short description for logs and training metadata.
     fn describe(&self) -> String;
 
+    /// The interval between an entity's samples, when the source knows it (a simulator's tick,
+    /// a data set's row period), so the windows can use it as their resolution.
+    fn sample_interval_ms(&self) -> Option<u64> {
+        None
+    }
+
     /// Everything that is left, in one vector (for tests, training on a finite data set).
     /// A live source that keeps answering "nothing yet" makes this spin; use it on finite ones.
     fn drain(&mut self) -> Result<Vec<Record>, IngestError>
@@ -187,6 +193,10 @@ impl<S: Source + ?Sized> Source for Box<S> {
 
     fn describe(&self) -> String {
         (**self).describe()
+    }
+
+    fn sample_interval_ms(&self) -> Option<u64> {
+        (**self).sample_interval_ms()
     }
 }
 

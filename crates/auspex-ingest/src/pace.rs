@@ -170,6 +170,10 @@ impl<S: Source> Source for Paced<S> {
         Ok(Some(out))
     }
 
+    fn sample_interval_ms(&self) -> Option<u64> {
+        self.inner.sample_interval_ms()
+    }
+
     fn labels(&self) -> Vec<IncidentLabel> {
         self.inner.labels()
     }

@@ -66,6 +66,10 @@ impl Source for SimulatorSource {
         Ok(Some(self.pending.drain(..n).collect()))
     }
 
+    fn sample_interval_ms(&self) -> Option<u64> {
+        Some(self.sim.config().interval_ms)
+    }
+
     fn labels(&self) -> Vec<IncidentLabel> {
         self.sim.labels().to_vec()
     }

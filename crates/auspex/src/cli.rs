@@ -145,6 +145,10 @@ pub struct RunArgs {
     /// Alert when the score reaches this (0..1).
     #[arg(long)]
     pub threshold: Option<f64>,
+    /// Window slot width in milliseconds; default: the source's sample interval when it has
+    /// one (simulator tick, data set row period), else 15000.
+    #[arg(long, value_name = "MS")]
+    pub resolution_ms: Option<u64>,
 }
 
 pub fn simulate(args: SimulateArgs) -> Result<()> {
@@ -262,6 +266,9 @@ pub fn open_source(args: &SourceArgs) -> Result<Box<dyn Source>> {
 pub fn run(args: RunArgs) -> Result<()> {
     let mut source = open_source(&args.source)?;
     let mut config = PipelineConfig::default();
+    if let Some(ms) = args.resolution_ms.or_else(|| source.sample_interval_ms()) {
+        config.windows.resolution_ms = ms;
+    }
     if let Some(t) = args.threshold {
         config.alerts.fire_threshold = t;
     }

@@ -179,14 +179,15 @@ impl<S: Scorer> Pipeline<S> {
         // Samples of the slot ending at `boundary` have arrived (the stream is past it):
         // score at the last boundary only; a gap in the stream is not replayed tick by tick.
         let boundary = ts.div_euclid(tick) * tick;
-        self.tick(boundary - 1, alerts)?;
+        self.tick(boundary, alerts)?;
         self.next_tick_ms = Some(boundary + tick);
         Ok(())
     }
 
     fn tick(&mut self, now_ms: TimestampMs, alerts: &mut dyn Sink<Alert>) -> Result<()> {
         self.counts.ticks += 1;
-        self.windows.due_into(now_ms, &mut self.due);
+        // `now_ms` is the boundary that just closed: the slots before it are complete.
+        self.windows.due_into(now_ms - 1, &mut self.due);
         if !self.due.is_empty() {
             self.counts.windows_scored += self.due.len() as u64;
             let ctx = ScoringContext {

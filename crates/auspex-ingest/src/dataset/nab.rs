@@ -179,6 +179,11 @@ impl Source for NabSource {
         self.merge.next_batch(max)
     }
 
+    fn sample_interval_ms(&self) -> Option<u64> {
+        // Most NAB series are five-minute series (nyc_taxi is 30 min, ambient_temperature hourly).
+        Some(300_000)
+    }
+
     fn labels(&self) -> Vec<IncidentLabel> {
         self.labels.clone()
     }

@@ -389,6 +389,10 @@ impl Source for NezhaSource {
         self.merge.next_batch(max)
     }
 
+    fn sample_interval_ms(&self) -> Option<u64> {
+        Some(60_000)
+    }
+
     fn labels(&self) -> Vec<IncidentLabel> {
         self.labels.clone()
     }

@@ -223,6 +223,10 @@ impl Source for SmdSource {
         self.merge.next_batch(max)
     }
 
+    fn sample_interval_ms(&self) -> Option<u64> {
+        Some(60_000)
+    }
+
     fn labels(&self) -> Vec<IncidentLabel> {
         self.labels.clone()
     }
