@@ -22,12 +22,13 @@ use std::path::Path;
 
 use auspex_graph::{GraphConfig, GraphExport, LiveGraph};
 use auspex_ingest::{Record, Source};
-use auspex_model::{AnomalyKind, EntityId, EntityKind, IncidentLabel, TimestampMs};
-use auspex_window::{COMPLETENESS, FeatureSpec, WindowConfig, WindowStore};
+use auspex_model::{AnomalyKind, EntityId, IncidentLabel, TimestampMs};
+use auspex_window::{FeatureSpec, WindowConfig, WindowStore};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::context::ContextBuilder;
 use crate::labels::{K, LabelIndex};
 use crate::{TrainError, config_error};
 
@@ -39,16 +40,7 @@ const BATCH: usize = 4096;
 /// since the entity's first sample over the window length, at most 1), the entity's graph degree
 /// as `ln(1 + distinct neighbours)`, and its volatility: the mean over reported metrics of
 /// `std / (|mean| + 1e-6)`, each capped at 10.
-pub const CONTEXT_NAMES: [&str; 8] = [
-    "kind.pod",
-    "kind.node",
-    "kind.service",
-    "kind.container",
-    "window.completeness",
-    "window.fill",
-    "graph.degree",
-    "window.volatility",
-];
+pub use crate::context::CONTEXT_NAMES;
 
 /// How to build a data set from a source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -234,10 +226,8 @@ struct Replay {
     buf: Vec<f32>,
     seq_values: Vec<f32>,
     seq_mask: Vec<f32>,
-    first_slot: HashMap<EntityId, i64>,
     /// (mean, std, missing_ratio) feature indices per metric, for volatility.
-    vol_idx: Vec<(usize, usize, usize)>,
-    completeness_idx: usize,
+    context_builder: ContextBuilder,
     interned: HashMap<EntityId, u32>,
     ids: Vec<EntityId>,
     entity: Vec<u32>,
@@ -253,17 +243,7 @@ impl Replay {
     fn new(windows: WindowConfig, config: &DatasetConfig) -> Result<Self, TrainError> {
         let store = WindowStore::new(windows)?;
         let spec = store.spec().clone();
-        let vol_idx = spec
-            .metrics
-            .iter()
-            .filter_map(|m| {
-                let at = |s: &str| spec.index_of(&format!("{m}.{s}"));
-                Some((at("mean")?, at("std")?, at("missing_ratio")?))
-            })
-            .collect();
-        let completeness_idx = spec
-            .index_of(COMPLETENESS)
-            .expect("every spec ends with the completeness feature");
+        let context_builder = ContextBuilder::new(&spec);
         let c = store.config();
         let res_ms = c.resolution_ms as i64;
         let tick_ms = res_ms * c.step as i64;
@@ -287,9 +267,7 @@ impl Replay {
             buf: Vec::new(),
             seq_values: Vec::new(),
             seq_mask: Vec::new(),
-            first_slot: HashMap::new(),
-            vol_idx,
-            completeness_idx,
+            context_builder,
             interned: HashMap::new(),
             ids: Vec::new(),
             entity: Vec::new(),
@@ -306,8 +284,6 @@ impl Replay {
         match record {
             Record::Sample(s) => {
                 self.note_time(s.timestamp_ms);
-                let slot = self.windows.slot_of_time(s.timestamp_ms);
-                self.first_slot.entry(s.entity.id()).or_insert(slot);
                 self.windows.push(&s);
                 // As in the pipeline: a sample's topology hints may be refused; the sample stays.
                 let _ = self.graph.observe(&s);
@@ -354,7 +330,7 @@ impl Replay {
             .is_multiple_of((60_000 / self.tick_ms).max(1) as u64)
         {
             for id in self.windows.evict_stale(now_ms) {
-                self.first_slot.remove(&id);
+                self.context_builder.forget(&id);
             }
             self.graph.expire(now_ms);
         }
@@ -364,14 +340,12 @@ impl Replay {
     fn record_rows(&mut self, now_ms: TimestampMs) -> Result<(), TrainError> {
         self.windows.feature_matrix(&self.due, &mut self.buf)?;
         let width = self.windows.spec().len();
-        let length = self.windows.config().length as f32;
         for (i, id) in self.due.iter().enumerate() {
             let row = &self.buf[i * width..(i + 1) * width];
             let end = self
                 .windows
                 .window_end_ms(id)
                 .expect("a due entity has a window");
-            let head = end.div_euclid(self.res_ms) - 1;
             let e = match self.interned.get(id) {
                 Some(&e) => e,
                 None => {
@@ -386,19 +360,8 @@ impl Replay {
             self.label_at.push(end - self.res_ms);
             self.features.extend_from_slice(row);
 
-            let kind = id.kind();
-            self.context.extend(
-                EntityKind::ALL
-                    .iter()
-                    .map(|k| f32::from(u8::from(*k == kind))),
-            );
-            self.context.push(row[self.completeness_idx]);
-            let first = self.first_slot.get(id).copied().unwrap_or(head);
-            self.context
-                .push(((head - first + 1) as f32 / length).clamp(0.0, 1.0));
-            let degree = self.graph.neighbours(id, 1).len();
-            self.context.push((degree as f32).ln_1p());
-            self.context.push(volatility(row, &self.vol_idx));
+            self.context_builder
+                .push_row(id, row, end, &self.graph, &mut self.context);
         }
         if let Some(seq) = &mut self.sequences {
             self.windows
@@ -479,18 +442,6 @@ impl Replay {
             snapshots,
         }
     }
-}
-
-/// Mean over reported metrics (missing ratio below 1) of the capped coefficient of variation.
-fn volatility(row: &[f32], idx: &[(usize, usize, usize)]) -> f32 {
-    let (mut sum, mut n) = (0.0_f32, 0usize);
-    for &(mean, std, missing) in idx {
-        if row[missing] < 1.0 {
-            sum += (row[std] / (row[mean].abs() + 1e-6)).min(10.0);
-            n += 1;
-        }
-    }
-    if n == 0 { 0.0 } else { sum / n as f32 }
 }
 
 impl Dataset {

@@ -18,6 +18,7 @@
 //! It does not train models (that is `auspex-nn` and `auspex-ensemble`) and never picks a
 //! threshold from test labels: every threshold comes from the caller.
 
+pub mod context;
 pub mod dataset;
 pub mod eval;
 pub mod inject;
@@ -25,6 +26,7 @@ pub mod labels;
 pub mod plot;
 pub mod table;
 
+pub use context::ContextBuilder;
 pub use dataset::{
     CONTEXT_NAMES, Dataset, DatasetConfig, GraphSnapshot, Sequences, Split, SplitScope, build,
 };

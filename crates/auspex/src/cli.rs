@@ -36,6 +36,10 @@ pub enum Command {
     /// Run the whole pipeline on the embedded default (simulator in, alerts out), or on a
     /// replayed source; prints a summary and, with labels, event recall / precision / lead time.
     Run(RunArgs),
+    /// Train the hybrid ensemble and write a model bundle.
+    Train(crate::learn::TrainArgs),
+    /// Evaluate a model bundle on labelled data: metrics, ablation, plots.
+    Evaluate(crate::learn::EvaluateArgs),
 }
 
 /// Simulator settings shared by `simulate` and `run`.
@@ -149,6 +153,9 @@ pub struct RunArgs {
     /// one (simulator tick, data set row period), else 15000.
     #[arg(long, value_name = "MS")]
     pub resolution_ms: Option<u64>,
+    /// Score with this model bundle (from `auspex train`) instead of the statistical scorer.
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
 }
 
 pub fn simulate(args: SimulateArgs) -> Result<()> {
@@ -272,11 +279,6 @@ pub fn run(args: RunArgs) -> Result<()> {
     if let Some(t) = args.threshold {
         config.alerts.fire_threshold = t;
     }
-    let scorer = StatScorer::new(
-        StatConfig::default(),
-        &auspex_window::FeatureSpec::new(&config.windows),
-    );
-    let mut pipeline = Pipeline::new(config, scorer)?;
     let mut alerts: Box<dyn Sink<Alert>> = if args.alerts == "-" {
         Box::new(NdjsonSink::stdout())
     } else {
@@ -287,7 +289,31 @@ pub fn run(args: RunArgs) -> Result<()> {
         kept: Vec::new(),
     };
     let mut dead: Box<dyn Sink<DeadLetter>> = Box::new(DeadLetterSink::create(&args.dead_letters)?);
-    let counts = pipeline.run(source.as_mut(), &mut recorder, dead.as_mut())?;
+    let counts = match &args.model {
+        Some(dir) => {
+            let model = auspex_hybrid::HybridModel::load(dir, auspex_nn::NnDevice::Cpu)
+                .with_context(|| format!("loading the model bundle {}", dir.display()))?;
+            config.windows.resolution_ms = model.spec.resolution_ms;
+            config.windows.length = model.spec.length;
+            config.windows.metrics = model.spec.metrics.clone();
+            config.windows.ewma_alpha = model.spec.ewma_alpha;
+            config.windows.tte_cap_seconds = model.spec.tte_cap_seconds;
+            let scorer = auspex_hybrid::HybridScorer::new(model);
+            if args.threshold.is_none() {
+                config.alerts.thresholds = scorer.thresholds();
+            }
+            let mut pipeline = Pipeline::new(config, scorer)?;
+            pipeline.run(source.as_mut(), &mut recorder, dead.as_mut())?
+        }
+        None => {
+            let scorer = StatScorer::new(
+                StatConfig::default(),
+                &auspex_window::FeatureSpec::new(&config.windows),
+            );
+            let mut pipeline = Pipeline::new(config, scorer)?;
+            pipeline.run(source.as_mut(), &mut recorder, dead.as_mut())?
+        }
+    };
     let labels = source.labels();
     let summary = RunSummary::new(source.describe(), counts, &recorder.kept, &labels);
     eprint!("{}", summary.render());

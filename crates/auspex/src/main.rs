@@ -5,6 +5,7 @@
 
 mod cli;
 mod datasets;
+mod learn;
 mod pipeline;
 mod summary;
 
@@ -27,6 +28,8 @@ fn run(cli: cli::Cli) -> Result<()> {
     match cli.command {
         cli::Command::Simulate(args) => cli::simulate(args),
         cli::Command::Run(args) => cli::run(args),
+        cli::Command::Train(args) => learn::train(args),
+        cli::Command::Evaluate(args) => learn::evaluate(args),
     }
 }
 

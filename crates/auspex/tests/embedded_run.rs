@@ -230,3 +230,92 @@ fn file_replay_matches_the_in_process_run() {
     assert!(!from_files.is_empty());
     assert_eq!(from_files, in_process);
 }
+
+/// `train` writes a bundle, `evaluate` reports on a held-out seed, `run --model` alerts with
+/// it, and a tampered bundle stops start-up with a message naming the file.
+#[test]
+fn train_evaluate_and_run_with_a_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    let short = [
+        "--set",
+        "duration_ms=10800000",
+        "--set",
+        "fault_rate_per_hour=6",
+    ];
+    let auspex = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_auspex"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let b = bundle.to_str().unwrap();
+    let mut train = vec![
+        "train",
+        "--seeds",
+        "3",
+        "--branches",
+        "gbdt,logistic",
+        "--out",
+        b,
+    ];
+    train.extend(short);
+    let (ok, err) = auspex(&train);
+    assert!(ok, "{err}");
+    assert!(bundle.join("manifest.json").exists());
+
+    let eval_dir = dir.path().join("eval");
+    let e = eval_dir.to_str().unwrap();
+    let mut evaluate = vec!["evaluate", "--model", b, "--seeds", "4", "--out", e];
+    evaluate.extend(short);
+    let (ok, err) = auspex(&evaluate);
+    assert!(ok, "{err}");
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(eval_dir.join("report.json")).unwrap()).unwrap();
+    let kinds = report.as_object().unwrap();
+    assert!(!kinds.is_empty(), "no kind evaluated: {report}");
+    for (kind, branches) in kinds {
+        let ens = &branches["ensemble"];
+        for key in ["pointwise", "event", "pr_auc"] {
+            assert!(ens.get(key).is_some(), "{kind}: no {key} in {ens}");
+        }
+    }
+    assert!(
+        std::fs::read_to_string(eval_dir.join("report.md"))
+            .unwrap()
+            .contains("ensemble")
+    );
+
+    let alerts = dir.path().join("alerts.ndjson");
+    let mut run = vec![
+        "run",
+        "--seed",
+        "4",
+        "--model",
+        b,
+        "--alerts",
+        alerts.to_str().unwrap(),
+    ];
+    run.extend(short);
+    let (ok, err) = auspex(&run);
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&alerts).unwrap();
+    assert!(text.lines().count() > 0, "no alert from the trained model");
+    assert!(
+        text.contains("\"model_version\":\"hybrid-sha256:"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+
+    let meta = bundle.join("feature_spec.json");
+    let mut bytes = std::fs::read(&meta).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&meta, bytes).unwrap();
+    let (ok, err) = auspex(&run);
+    assert!(!ok);
+    assert!(err.contains("feature_spec.json"), "{err}");
+}

@@ -1,0 +1,159 @@
+//! The hybrid ensemble as the pipeline's [`Scorer`]: one batch per tick through every branch
+//! and each kind's meta-learner.
+
+use std::collections::HashMap;
+
+use auspex_ensemble::Features;
+use auspex_model::{AnomalyKind, EntityId, FeatureContribution, ImplicatedNeighbour};
+use auspex_score::{Prediction, Scorer, ScoringContext};
+use auspex_train::ContextBuilder;
+
+use crate::model::{HybridModel, K};
+
+/// Scores due entities with a trained [`HybridModel`].
+pub struct HybridScorer {
+    model: HybridModel,
+    context: ContextBuilder,
+    rows: Vec<f32>,
+    ctx: Vec<f32>,
+    /// Explain (top features) and implicate neighbours only at or above this share of the
+    /// kind's threshold: explanations cost a tree walk per row.
+    explain_ratio: f64,
+}
+
+impl HybridScorer {
+    pub fn new(model: HybridModel) -> Self {
+        HybridScorer {
+            context: ContextBuilder::new(&model.spec),
+            model,
+            rows: Vec::new(),
+            ctx: Vec::new(),
+            explain_ratio: 0.5,
+        }
+    }
+
+    pub fn model(&self) -> &HybridModel {
+        &self.model
+    }
+
+    /// The per-kind thresholds the model was calibrated for, for the alert policy.
+    pub fn thresholds(&self) -> HashMap<AnomalyKind, f64> {
+        AnomalyKind::ALL
+            .into_iter()
+            .zip(&self.model.kinds)
+            .map(|(k, m)| (k, m.threshold.clamp(0.0, 1.0)))
+            .collect()
+    }
+}
+
+impl Scorer for HybridScorer {
+    fn version(&self) -> String {
+        format!("hybrid-{}", self.model.version)
+    }
+
+    fn forget(&mut self, id: &EntityId) {
+        self.context.forget(id);
+    }
+
+    fn score(&mut self, sc: &ScoringContext<'_>, entities: &[EntityId]) -> Vec<Prediction> {
+        let d = self.model.spec.len();
+        // Entities evicted between `due` and now are skipped.
+        let ids: Vec<EntityId> = entities
+            .iter()
+            .filter(|id| sc.windows.contains(id))
+            .cloned()
+            .collect();
+        if sc.windows.feature_matrix(&ids, &mut self.rows).is_err() {
+            return Vec::new();
+        }
+        self.ctx.clear();
+        for (i, id) in ids.iter().enumerate() {
+            let end = sc.windows.window_end_ms(id).unwrap_or(sc.now_ms);
+            self.context.push_row(
+                id,
+                &self.rows[i * d..(i + 1) * d],
+                end,
+                sc.graph,
+                &mut self.ctx,
+            );
+        }
+        let scores = match self.model.score(&self.rows, &self.ctx, ids.len()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("hybrid scorer: {e}");
+                return Vec::new();
+            }
+        };
+        let b = self.model.branches.len();
+        let mut by_kind: HashMap<(EntityId, AnomalyKind), f64> = HashMap::new();
+        let mut preds = Vec::with_capacity(ids.len() * K);
+        for (i, id) in ids.iter().enumerate() {
+            let Ok(entity) = EntityId::parse(id.as_str()) else {
+                continue;
+            };
+            for (k, kind) in AnomalyKind::ALL.into_iter().enumerate() {
+                let rs = &scores[k];
+                let mut p = Prediction::new(entity.clone(), kind, rs.proba[i]);
+                for (j, br) in self.model.branches.iter().enumerate() {
+                    let s = rs.branch[i * b + j];
+                    if !s.is_nan() {
+                        p.branch_scores.insert(br.name().to_string(), s);
+                    }
+                    p.branch_weights
+                        .insert(br.name().to_string(), rs.weights[i * b + j]);
+                }
+                if rs.proba[i] > 0.0 {
+                    by_kind.insert((id.clone(), kind), rs.proba[i]);
+                }
+                preds.push(p);
+            }
+        }
+        // Explanations for the predictions near or above their threshold.
+        for (n, p) in preds.iter_mut().enumerate() {
+            let (i, k) = (n / K, n % K);
+            let km = &self.model.kinds[k];
+            if p.probability < km.threshold * self.explain_ratio {
+                continue;
+            }
+            let row = &self.rows[i * d..(i + 1) * d];
+            if let Some(g) = &km.gbdt
+                && let Ok(f) = Features::f32(row, d)
+                && let Ok(top) = g.top_contributions(f, 5)
+            {
+                p.top_features = top
+                    .into_iter()
+                    .flatten()
+                    .map(|c| FeatureContribution {
+                        feature: self.model.spec.names[c.feature].clone(),
+                        value: f64::from(row[c.feature]),
+                        contribution: c.value,
+                    })
+                    .collect();
+            }
+            let tte = |metric: &str| {
+                self.model
+                    .spec
+                    .index_of(&format!("{metric}.time_to_exhaustion_seconds"))
+                    .map(|j| f64::from(row[j]))
+                    .filter(|t| *t < self.model.spec.tte_cap_seconds)
+            };
+            p.time_to_incident_s = match p.kind {
+                AnomalyKind::MemoryExhaustion => tte("memory_working_set_bytes"),
+                AnomalyKind::CpuExhaustion => tte("cpu_usage_cores"),
+                _ => None,
+            };
+            for nb in sc.graph.neighbours(&ids[i], 1) {
+                if let Some(&s) = by_kind.get(&(nb.id.clone(), p.kind))
+                    && s >= km.threshold * self.explain_ratio
+                {
+                    p.neighbours.push(ImplicatedNeighbour {
+                        entity: nb.entity.clone(),
+                        relation: nb.relation,
+                        score: s,
+                    });
+                }
+            }
+        }
+        preds
+    }
+}

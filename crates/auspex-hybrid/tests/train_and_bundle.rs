@@ -1,0 +1,90 @@
+//! Trains the hybrid ensemble on a short simulator run, checks its quality on a held-out seed,
+//! and checks that the bundle round-trips exactly and refuses tampering.
+
+use auspex_hybrid::{Branch, HybridConfig, HybridModel, train};
+use auspex_ingest::simulator::SimulatorSource;
+use auspex_model::AnomalyKind;
+use auspex_nn::NnDevice;
+use auspex_sim::SimConfig;
+use auspex_train::{Dataset, build};
+
+fn sim_dataset(seed: u64, config: &HybridConfig) -> Dataset {
+    let sim = SimConfig {
+        seed,
+        duration_ms: 6 * 3_600_000,
+        fault_rate_per_hour: 5.0,
+        ..SimConfig::default()
+    };
+    let mut src = SimulatorSource::new(sim).unwrap();
+    build(&mut src, &config.dataset).unwrap()
+}
+
+fn small_config() -> HybridConfig {
+    let mut c = HybridConfig::default();
+    c.gbdt.iterations = 60;
+    c.nn = c.nn.clone().with_max_epochs(8).with_patience(3);
+    c.negatives_keep = 0.15;
+    c.min_positives = 5;
+    c
+}
+
+#[test]
+fn trains_generalises_to_another_seed_and_round_trips() {
+    let config = small_config();
+    let train_ds = sim_dataset(1, &config);
+    let model = train(&train_ds, &config, NnDevice::Cpu, &mut |_| {}).unwrap();
+    assert_eq!(model.branches, Branch::ALL.to_vec());
+
+    // Held out: another seed's cluster, faults and load.
+    let test = sim_dataset(2, &config);
+    let scores = model
+        .score(&test.features, &test.context, test.len())
+        .unwrap();
+    let mut judged = Vec::new();
+    for (k, kind) in AnomalyKind::ALL.into_iter().enumerate() {
+        let labels: Vec<u8> = (0..test.len())
+            .map(|i| u8::from(test.label(i, kind)))
+            .collect();
+        let positives = labels.iter().filter(|v| **v == 1).count();
+        if model.kinds[k].meta.is_none() || positives < 20 {
+            continue;
+        }
+        let prevalence = positives as f64 / labels.len() as f64;
+        let ap = auspex_ensemble::metrics::average_precision(&scores[k].proba, &labels);
+        eprintln!("{kind}: PR-AUC {ap:.3} (prevalence {prevalence:.4})");
+        judged.push((kind, ap, prevalence));
+    }
+    assert!(judged.len() >= 2, "too few kinds with positives to judge");
+    for (kind, ap, prevalence) in &judged {
+        // Far above what a random score gets (the prevalence). Measured: 8.7x, 6.1x, 75x and
+        // 16x the prevalence, mean PR-AUC 0.32 (pod, cpu, memory, network).
+        assert!(
+            *ap > 4.0 * prevalence,
+            "{kind}: PR-AUC {ap}, prevalence {prevalence}"
+        );
+    }
+    let mean = judged.iter().map(|j| j.1).sum::<f64>() / judged.len() as f64;
+    assert!(mean > 0.25, "mean PR-AUC {mean}");
+
+    // The bundle: same scores after a round trip; tampering refused with the file named.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    model
+        .save(&bundle, serde_json::json!({"test": true}))
+        .unwrap();
+    let loaded = HybridModel::load(&bundle, NnDevice::Cpu).unwrap();
+    let again = loaded
+        .score(&test.features, &test.context, test.len())
+        .unwrap();
+    for (a, b) in scores.iter().zip(&again) {
+        assert_eq!(a.proba, b.proba);
+    }
+    let victim = bundle.join("thresholds.json");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[2] ^= 0x01;
+    std::fs::write(&victim, bytes).unwrap();
+    let err = HybridModel::load(&bundle, NnDevice::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("thresholds.json"), "{err}");
+}

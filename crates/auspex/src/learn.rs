@@ -1,0 +1,310 @@
+//! `auspex train` and `auspex evaluate`: the hybrid ensemble on any source.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use auspex_hybrid::{Branch, HybridConfig, HybridModel};
+use auspex_model::AnomalyKind;
+use auspex_nn::NnDevice;
+use auspex_train::{AblationTable, Dataset, EvalConfig, Series};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::cli::{SourceArgs, open_source};
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Training data (same forms as `run --source`); `sim` uses the seeds in --seeds.
+    #[arg(long = "data", default_value = "sim")]
+    pub source: String,
+    /// With `--data sim`: simulator seeds to train on (comma-separated; each is one run).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    pub seeds: Vec<u64>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Where to write the model bundle (a directory; must not exist or be empty).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Branches to train (comma-separated: gbdt, logistic, mlp).
+    #[arg(long, value_delimiter = ',', default_value = "gbdt,logistic,mlp")]
+    pub branches: Vec<String>,
+    /// Predict incidents this many minutes ahead.
+    #[arg(long, default_value_t = 15)]
+    pub horizon_min: i64,
+    /// Seed of training (sampling, initialisation).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Where the neural branches run: `cpu` (default) or `wgpu` (needs the `gpu` build).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Simulator overrides, as for `run` (`--set KEY=VALUE`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// The model bundle to evaluate.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Test data (same forms as `run --source`); `sim` uses the seeds in --seeds.
+    #[arg(long = "data", default_value = "sim")]
+    pub source: String,
+    /// With `--data sim`: held-out simulator seeds.
+    #[arg(long, value_delimiter = ',', default_value = "101")]
+    pub seeds: Vec<u64>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Directory for report.json, report.md and the plots.
+    #[arg(long, value_name = "DIR", default_value = "evaluation")]
+    pub out: PathBuf,
+}
+
+fn spinner(msg: &str) -> ProgressBar {
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            .expect("a valid template"),
+    );
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb.set_message(msg.to_string());
+    pb
+}
+
+/// Builds the dataset of every selected source (one per simulator seed).
+fn dataset(
+    source: &str,
+    seeds: &[u64],
+    overrides: &[String],
+    config: &auspex_train::DatasetConfig,
+) -> Result<Dataset> {
+    let specs: Vec<(String, u64)> = if source == "sim" {
+        seeds.iter().map(|s| (source.to_string(), *s)).collect()
+    } else {
+        vec![(source.to_string(), 0)]
+    };
+    let mut parts = Vec::new();
+    for (spec, seed) in specs {
+        let pb = spinner(&format!("replaying {spec} (seed {seed})"));
+        let args = SourceArgs {
+            source: spec.clone(),
+            sim: crate::cli::SimArgs {
+                seed,
+                sim_config: None,
+                overrides: overrides.to_vec(),
+            },
+            speed: None,
+        };
+        let mut src = open_source(&args)?;
+        let ds = auspex_train::build(src.as_mut(), config)
+            .with_context(|| format!("building the dataset from {spec}"))?;
+        pb.finish_with_message(format!(
+            "{}: {} rows, {} incidents",
+            ds.source,
+            ds.len(),
+            ds.incidents.len()
+        ));
+        parts.push(ds);
+    }
+    Ok(if parts.len() == 1 {
+        parts.remove(0)
+    } else {
+        Dataset::concat(&parts)?
+    })
+}
+
+fn device(s: &str) -> Result<NnDevice> {
+    s.parse::<NnDevice>()
+        .map_err(|e| anyhow::anyhow!("--device {s:?}: {e}"))
+}
+
+pub fn train(args: TrainArgs) -> Result<()> {
+    let device = device(&args.common.device)?;
+    let mut config = HybridConfig {
+        seed: args.seed,
+        ..HybridConfig::default()
+    };
+    config.dataset.horizon_ms = args.horizon_min * 60_000;
+    config.branches = args
+        .branches
+        .iter()
+        .map(|b| match b.as_str() {
+            "gbdt" => Ok(Branch::Gbdt),
+            "logistic" => Ok(Branch::Logistic),
+            "mlp" => Ok(Branch::Mlp),
+            other => bail!("--branches: unknown branch {other:?} (gbdt, logistic, mlp)"),
+        })
+        .collect::<Result<_>>()?;
+    if args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
+        bail!(
+            "{}: exists and is not empty; choose a new directory for the bundle",
+            args.out.display()
+        );
+    }
+    let started = Instant::now();
+    let ds = dataset(
+        &args.source,
+        &args.seeds,
+        &args.common.overrides,
+        &config.dataset,
+    )?;
+    let pb = spinner("training");
+    let model = auspex_hybrid::train(&ds, &config, device, &mut |m| pb.set_message(m.to_string()))?;
+    pb.finish_with_message(format!(
+        "trained in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    let meta = json!({
+        "data": {
+            "source": ds.source,
+            "seeds": if args.source == "sim" { json!(args.seeds) } else { json!(null) },
+            "rows": ds.len(),
+            "incidents": ds.incidents.len(),
+            "sha256": HybridModel::data_hash(&ds),
+        },
+        "seed": args.seed,
+        "auspex_version": env!("CARGO_PKG_VERSION"),
+        "training_seconds": started.elapsed().as_secs_f64(),
+        "validation": model.report.kinds,
+    });
+    let version = model.save(&args.out, meta)?;
+    eprintln!("\nbundle {} (version {version})", args.out.display());
+    eprintln!(
+        "{:<18} {:>9} {:>9} {:>10} {:>9} {:>9}  PR-AUC on validation",
+        "kind", "train pos", "valid pos", "threshold", "precision", "recall"
+    );
+    for r in &model.report.kinds {
+        let abl: Vec<String> = r
+            .ablation
+            .iter()
+            .map(|a| format!("{} {:.3}", a.branch, a.pr_auc))
+            .collect();
+        let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
+        eprintln!(
+            "{:<18} {:>9} {:>9} {:>10.3} {:>9} {:>9}  {}",
+            r.kind.as_str(),
+            r.train_positives,
+            r.valid_positives,
+            r.threshold,
+            f(r.valid_precision),
+            f(r.valid_recall),
+            abl.join(", ")
+        );
+    }
+    Ok(())
+}
+
+pub fn evaluate(args: EvaluateArgs) -> Result<()> {
+    let device = device(&args.common.device)?;
+    let model = HybridModel::load(&args.model, device)
+        .with_context(|| format!("loading the model bundle {}", args.model.display()))?;
+    let ds = dataset(
+        &args.source,
+        &args.seeds,
+        &args.common.overrides,
+        &model.config.dataset,
+    )?;
+    ds.spec
+        .check(&model.spec)
+        .context("the data's features differ from the model's")?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("{}", args.out.display()))?;
+    let n = ds.len();
+    let scores = model.score(&ds.features, &ds.context, n)?;
+    let b = model.branches.len();
+
+    let mut report = serde_json::Map::new();
+    let mut md = format!(
+        "# auspex evaluation\n\nmodel `{}` ({}), data `{}` ({} rows). Thresholds come from the \
+         model's validation data.\n\n",
+        args.model.display(),
+        model.version,
+        ds.source,
+        n
+    );
+    let mut table = AblationTable::new([
+        ("PR-AUC", Some(true)),
+        ("point F1", Some(true)),
+        ("point precision", Some(true)),
+        ("point recall", Some(true)),
+        ("event recall", Some(true)),
+        ("event precision", Some(true)),
+    ]);
+    let mut curves = Vec::new();
+    for (k, kind) in AnomalyKind::ALL.into_iter().enumerate() {
+        let km = &model.kinds[k];
+        if km.meta.is_none() || ds.positives(kind) == 0 {
+            continue;
+        }
+        let cfg = EvalConfig {
+            threshold: km.threshold,
+            early_ms: model.config.dataset.horizon_ms,
+            ..EvalConfig::default()
+        };
+        let mut kind_json = serde_json::Map::new();
+        let mut rows: Vec<(String, Vec<f64>)> = model
+            .branches
+            .iter()
+            .enumerate()
+            .map(|(j, br)| {
+                let s = (0..n).map(|i| scores[k].branch[i * b + j]).collect();
+                (br.name().to_string(), s)
+            })
+            .collect();
+        rows.push(("ensemble".into(), scores[k].proba.clone()));
+        for (name, s) in &rows {
+            let s: Vec<f64> = s
+                .iter()
+                .map(|v| if v.is_nan() { 0.0 } else { *v })
+                .collect();
+            let series = Series::from_dataset(&ds, &s, Some(kind))?;
+            let rep = auspex_train::evaluate(&series, &cfg)?;
+            let o = &rep.overall;
+            table.push(
+                format!("{kind} / {name}"),
+                vec![
+                    Some(o.pr_auc),
+                    Some(o.pointwise.f1),
+                    Some(o.pointwise.precision),
+                    Some(o.pointwise.recall),
+                    Some(o.event.recall),
+                    Some(o.event.precision),
+                ],
+            )?;
+            if name == "ensemble" {
+                let labels: Vec<bool> = (0..n).map(|i| ds.label(i, kind)).collect();
+                curves.push((
+                    kind.as_str().to_string(),
+                    auspex_train::pr_curve(&s, &labels),
+                ));
+            }
+            kind_json.insert(name.clone(), serde_json::to_value(&rep.overall)?);
+        }
+        report.insert(kind.as_str().into(), serde_json::Value::Object(kind_json));
+    }
+    md += &table.render();
+    let curve_refs: Vec<(&str, &[auspex_train::PrPoint])> = curves
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.as_slice()))
+        .collect();
+    let pr = args.out.join("pr_curves.svg");
+    auspex_train::plot::pr_curves(&pr, "ensemble PR curves per kind", &curve_refs)?;
+    md += "\n![PR curves](pr_curves.svg)\n";
+    write(
+        &args.out.join("report.json"),
+        &serde_json::to_string_pretty(&report)?,
+    )?;
+    write(&args.out.join("report.md"), &md)?;
+    eprintln!("{}", table.render());
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("{}", path.display()))
+}
