@@ -282,6 +282,58 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
                     kind.as_str().to_string(),
                     auspex_train::pr_curve(&s, &labels),
                 ));
+                let incidents: Vec<_> = ds
+                    .incidents
+                    .iter()
+                    .filter(|l| l.kind == kind)
+                    .cloned()
+                    .collect();
+                let leads = auspex_train::lead_times(
+                    &series,
+                    &incidents,
+                    km.threshold,
+                    model.config.dataset.horizon_ms,
+                );
+                let secs: Vec<f64> = leads
+                    .iter()
+                    .filter_map(|l| l.lead_ms)
+                    .map(|ms| ms as f64 / 1000.0)
+                    .collect();
+                kind_json.insert(
+                    "lead_times".into(),
+                    json!({
+                        "incidents": leads.len(),
+                        "detected": secs.len(),
+                        "median_lead_seconds": median(&secs),
+                    }),
+                );
+                auspex_train::plot::lead_time_histogram(
+                    &args.out.join(format!("lead_time_{kind}.svg")),
+                    &format!("{kind}: lead time before the incident"),
+                    &secs,
+                    20,
+                )?;
+                // The score around the first incident of this kind that has a series.
+                if let Some((l, s)) = incidents.iter().find_map(|l| {
+                    let id = l.entity.id();
+                    series
+                        .iter()
+                        .find(|s| s.name == id.as_str())
+                        .map(|s| (l, s))
+                }) {
+                    let (from, to) = (l.onset_ms - 3_600_000, l.end_ms + 1_800_000);
+                    let keep: Vec<usize> = (0..s.timestamps_ms.len())
+                        .filter(|&i| (from..=to).contains(&s.timestamps_ms[i]))
+                        .collect();
+                    auspex_train::plot::score_timeline(
+                        &args.out.join(format!("timeline_{kind}.svg")),
+                        &format!("{kind} on {}", s.name),
+                        &keep.iter().map(|&i| s.timestamps_ms[i]).collect::<Vec<_>>(),
+                        &keep.iter().map(|&i| s.scores[i]).collect::<Vec<_>>(),
+                        km.threshold,
+                        &[(l.onset_ms, l.end_ms)],
+                    )?;
+                }
             }
             kind_json.insert(name.clone(), serde_json::to_value(&rep.overall)?);
         }
@@ -294,7 +346,9 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
         .collect();
     let pr = args.out.join("pr_curves.svg");
     auspex_train::plot::pr_curves(&pr, "ensemble PR curves per kind", &curve_refs)?;
-    md += "\n![PR curves](pr_curves.svg)\n";
+    md += "\n![PR curves](pr_curves.svg)\n\nPer kind: `lead_time_KIND.svg` (lead time of each \
+           detected incident) and `timeline_KIND.svg` (the ensemble's score around one incident).\n\n\
+           Branch rows are scored at the ensemble's threshold: compare branches by PR-AUC.\n";
     write(
         &args.out.join("report.json"),
         &serde_json::to_string_pretty(&report)?,
@@ -303,6 +357,11 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     eprintln!("{}", table.render());
     eprintln!("wrote {}", args.out.display());
     Ok(())
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    let mut v = v.to_vec();
+    auspex_score::eval::median(&mut v)
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
