@@ -230,6 +230,24 @@ impl<T> PerKind<T> {
     }
 }
 
+/// Reads a model saved as JSON with a `format` tag, refusing a tag other than `expected` (a
+/// model of another kind or version).
+pub(crate) fn read_tagged<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    expected: &'static str,
+    format: impl FnOnce(&T) -> &String,
+) -> Result<T> {
+    let model: T = serde_json::from_slice(bytes)?;
+    let found = format(&model);
+    if found != expected {
+        return Err(Error::Format {
+            expected,
+            found: found.clone(),
+        });
+    }
+    Ok(model)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

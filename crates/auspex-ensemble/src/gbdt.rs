@@ -279,14 +279,7 @@ impl Gbdt {
 
     /// Reads a model written by [`Gbdt::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let model: Self = serde_json::from_slice(bytes)?;
-        if model.format != FORMAT {
-            return Err(Error::Format {
-                expected: FORMAT,
-                found: model.format,
-            });
-        }
-        Ok(model)
+        crate::data::read_tagged(bytes, FORMAT, |m: &Self| &m.format)
     }
 }
 

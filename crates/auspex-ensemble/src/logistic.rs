@@ -301,14 +301,7 @@ impl LogisticRegression {
 
     /// Reads a model written by [`LogisticRegression::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let model: Self = serde_json::from_slice(bytes)?;
-        if model.format != FORMAT {
-            return Err(Error::Format {
-                expected: FORMAT,
-                found: model.format,
-            });
-        }
-        Ok(model)
+        crate::data::read_tagged(bytes, FORMAT, |m: &Self| &m.format)
     }
 }
 
