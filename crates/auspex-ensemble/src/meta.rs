@@ -14,7 +14,8 @@
 //! A NaN branch score means the branch had nothing to say for that row (no graph, too little
 //! history): its weight is forced to 0 and the others are renormalised. Parameters are fitted
 //! by Adam on weighted log-loss with L2 (on `W`, `g`, `c`, and `a − 1`), starting from the
-//! plain average of logits (`W = 0`, `a = 1`). Plain Rust: the model is a few dozen numbers.
+//! plain average of logits (`W = 0`, `a = 1`), with `a ≥ 0` (a branch may be discounted, never
+//! read backwards) and the standardised context clipped to ±3 (no extrapolation of the gate). Plain Rust: the model is a few dozen numbers.
 //! The calibrator is fitted on the training rows' logits by default; refit it on a later
 //! slice with [`MetaLearner::calibrate`] when one is held back.
 
@@ -50,6 +51,9 @@ pub struct MetaConfig {
     /// Class weighting of the training loss. `None` keeps probabilities honest; `Balanced`
     /// helps the gate when positives are very rare (recalibrate afterwards).
     pub class_weight: ClassWeight,
+    /// Let the context set the branch weights (the gate). When false the weights are one
+    /// softmax for every row: the context is accepted and ignored.
+    pub use_context: bool,
 }
 
 impl Default for MetaConfig {
@@ -62,6 +66,7 @@ impl Default for MetaConfig {
             seed: 0,
             calibration: CalibrationMethod::Platt,
             class_weight: ClassWeight::None,
+            use_context: true,
         }
     }
 }
@@ -130,6 +135,13 @@ impl Layout {
     fn bias(&self) -> usize {
         self.c_off() + self.b
     }
+}
+
+/// Standardised context is clipped to ±3: the gate is linear in it, and a context unlike any
+/// seen in training (a volatility far beyond the training range) must not push all the weight
+/// onto one branch.
+fn clip_context(v: f64) -> f64 {
+    v.clamp(-3.0, 3.0)
 }
 
 /// Forward pass for one row: fills `w` (weights) and `u` (corrected logits), returns the logit.
@@ -225,7 +237,10 @@ impl MetaLearner {
         let lay = Layout { b, c };
         let l: Vec<f64> = scores.to_row_major().into_iter().map(to_logit).collect();
         let z_ctx: Vec<f64> = match (&ctx, &ctx_scale) {
-            (Some(cx), Some(s)) => s.transform(*cx),
+            (Some(cx), Some(s)) if config.use_context => {
+                s.transform(*cx).into_iter().map(clip_context).collect()
+            }
+            (Some(cx), Some(_)) => vec![0.0; cx.rows() * cx.cols()],
             _ => Vec::new(),
         };
         let y: Vec<f64> = labels.iter().map(|v| f64::from(*v)).collect();
@@ -294,6 +309,10 @@ impl MetaLearner {
                     m1[p] = beta1 * m1[p] + (1.0 - beta1) * grad[p];
                     m2[p] = beta2 * m2[p] + (1.0 - beta2) * grad[p] * grad[p];
                     theta[p] -= config.learning_rate * (m1[p] / bc1) / ((m2[p] / bc2).sqrt() + eps);
+                }
+                // A branch's evidence may be discounted, never reversed.
+                for slope in &mut theta[lay.a()..lay.c_off()] {
+                    *slope = slope.max(0.0);
                 }
             }
         }
@@ -416,7 +435,12 @@ impl MetaLearner {
             srow.iter_mut().for_each(|s| *s = to_logit(*s));
             if let (Some(cx), Some(scale)) = (&ctx, &self.ctx_scale) {
                 cx.row_into(r, &mut crow);
-                scale.transform_row(&mut crow);
+                if self.config.use_context {
+                    scale.transform_row(&mut crow);
+                    crow.iter_mut().for_each(|v| *v = clip_context(*v));
+                } else {
+                    crow.fill(0.0);
+                }
             }
             let z = forward(
                 &theta,

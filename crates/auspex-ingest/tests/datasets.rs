@@ -157,10 +157,44 @@ fn smd_both_halves_are_one_continuous_series() {
 fn smd_missing_machine_names_the_file() {
     match SmdSource::new(SmdConfig::new(data("smd")).machines(["machine-9-9"])) {
         Err(IngestError::Missing { path, .. }) => {
-            assert!(path.ends_with("machine-9-9_train.csv.gz"), "{path}")
+            assert!(path.ends_with("machine-9-9_train.csv"), "{path}")
         }
         other => panic!("expected Missing, got {:?}", other.err()),
     }
+}
+
+/// The bring-your-own layout: any entity names, plain `.csv`, any columns, `label` anywhere in
+/// the test file, no interpretation labels.
+#[test]
+fn smd_layout_with_own_names_and_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("db-1_train.csv"),
+        "qps,lat\n1,10\n2,11\n3,12\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("db-1_test.csv"),
+        "qps,label,lat\n4,0,13\n5,1,90\n6,1,95\n7,0,14\n",
+    )
+    .unwrap();
+    let mut src = SmdSource::new(SmdConfig::new(dir.path()).half(SmdHalf::Both)).unwrap();
+    assert_eq!(src.machines(), ["db-1"]);
+    assert_eq!(src.columns("db-1").unwrap(), ["smd_qps", "smd_lat"]);
+    let points = src.point_labels();
+    assert_eq!(points[0].labels, [false, true, true, false]);
+    assert_eq!(points[0].start_ms, SMD_EPOCH_MS + 3 * SMD_STEP_MS);
+    let labels = src.labels();
+    assert_eq!(labels.len(), 1);
+    assert_eq!(labels[0].incident_ms, SMD_EPOCH_MS + 4 * SMD_STEP_MS);
+    let records = src.drain().unwrap();
+    assert_eq!(records.len(), 7);
+    let Record::Sample(s) = &records[4] else {
+        panic!("{:?}", records[4])
+    };
+    assert_eq!(s.metrics["smd_qps"], 5.0);
+    assert_eq!(s.metrics["smd_lat"], 90.0);
+    assert!(!s.metrics.contains_key("smd_label"));
 }
 
 #[test]

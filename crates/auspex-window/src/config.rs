@@ -41,6 +41,10 @@ pub struct WindowConfig {
     /// Cap in seconds of the time-to-exhaustion feature; also its value when usage is not rising
     /// or the limit is unknown.
     pub tte_cap_seconds: f64,
+    /// Time constant of each gauge's long-run baseline (an exponentially weighted mean and
+    /// variance of every sample the entity ever sent, not only the window's), in milliseconds;
+    /// the `baseline_z` feature compares the window's EWMA with it.
+    pub baseline_ms: u64,
 }
 
 impl Default for WindowConfig {
@@ -54,6 +58,7 @@ impl Default for WindowConfig {
             ewma_alpha: 0.3,
             max_lateness_slots: 4,
             tte_cap_seconds: 86_400.0,
+            baseline_ms: 86_400_000,
         }
     }
 }
@@ -129,6 +134,15 @@ impl WindowConfig {
                 format!("{} is not a positive number", self.tte_cap_seconds),
             );
         }
+        if self.baseline_ms < self.resolution_ms {
+            return bad(
+                "baseline_ms",
+                format!(
+                    "{} is shorter than one slot ({} ms)",
+                    self.baseline_ms, self.resolution_ms
+                ),
+            );
+        }
         Ok(())
     }
 }
@@ -170,6 +184,7 @@ mod tests {
                 Box::new(|c| c.max_lateness_slots = 40),
             ),
             ("tte_cap_seconds", Box::new(|c| c.tte_cap_seconds = -1.0)),
+            ("baseline_ms", Box::new(|c| c.baseline_ms = 1)),
         ];
         for (field, mutate) in cases {
             let mut c = WindowConfig::default();

@@ -170,6 +170,7 @@ impl WindowStore {
         let l = self.len;
         let mut at = 0;
         let (mut cells, mut reported) = (0usize, 0usize);
+        let (mut max_z, mut max_bz, mut sum_bz) = (0.0f64, 0.0f64, 0.0f64);
         for (c, col) in self.columns.iter().enumerate() {
             self.imputed_series(e, c, scratch);
             let s = summarise(
@@ -180,8 +181,24 @@ impl WindowStore {
                 &self.ewma_weights,
             );
             let missing = 1.0 - s.observed as f64 / l as f64;
+            let z = if s.std > 0.0 {
+                (s.last - s.mean) / s.std
+            } else {
+                0.0
+            };
+            let base_z = match col.storage {
+                Storage::Gauge(g) if s.observed > 0 => {
+                    self.baselines[e * self.n_gauges + g].z(s.ewma)
+                }
+                _ => 0.0,
+            };
+            if s.observed > 0 {
+                max_z = max_z.max(z.abs());
+                max_bz = max_bz.max(base_z.abs());
+                sum_bz += base_z.abs();
+            }
             let stats = [
-                s.mean, s.std, s.min, s.max, s.last, s.slope, s.ewma, missing,
+                s.mean, s.std, s.min, s.max, s.last, s.slope, s.ewma, z, base_z, missing,
             ];
             debug_assert_eq!(stats.len(), STATS.len());
             for v in stats {
@@ -206,7 +223,10 @@ impl WindowStore {
         } else {
             to_f32(cells as f64 / (reported * l) as f64)
         };
-        debug_assert_eq!(at + 1, out.len());
+        out[at + 1] = to_f32(max_z);
+        out[at + 2] = to_f32(max_bz);
+        out[at + 3] = to_f32(sum_bz / reported.max(1) as f64);
+        debug_assert_eq!(at + 4, out.len());
     }
 }
 

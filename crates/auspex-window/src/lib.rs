@@ -21,7 +21,7 @@ mod store;
 
 pub use batch::{ENTITY_COLUMN, MASK_SUFFIX};
 pub use config::{WindowConfig, default_metrics};
-pub use spec::{COMPLETENESS, FEATURE_VERSION, FeatureSpec, LIMIT_STATS, STATS};
+pub use spec::{AGGREGATES, COMPLETENESS, FEATURE_VERSION, FeatureSpec, LIMIT_STATS, STATS};
 pub use store::{PushOutcome, WindowStats, WindowStore};
 
 use auspex_model::EntityId;

@@ -7,12 +7,18 @@ use serde::{Deserialize, Serialize};
 use crate::{WindowConfig, WindowError};
 
 /// Version of the feature formulas; bumped whenever a feature changes meaning.
-pub const FEATURE_VERSION: u32 = 1;
+pub const FEATURE_VERSION: u32 = 2;
 
 /// Per tracked metric, in this order: `<metric>.<stat>`. Counters' series are per-second rates;
-/// `slope` is in units per second; `missing_ratio` is the fraction of the window's slots with no
+/// `slope` is in units per second; `zscore` is `(last - mean) / std` over the window (0 when the
+/// window is flat; at most `sqrt(length - 1)` in size); `baseline_z` is `(ewma - m) / s` against
+/// the entity's long-run baseline mean `m` and standard deviation `s` of that metric
+/// (`WindowConfig::baseline_ms`; `s` floored at `1e-3 |m| + 1e-9`, the result clipped to ±25;
+/// 0 for counters and before the first sample). The two are scale-free views of "this is unusual
+/// for this entity" — within the window and against its history — so a model trained on some
+/// entities transfers to others. `missing_ratio` is the fraction of the window's slots with no
 /// observation.
-pub const STATS: [&str; 8] = [
+pub const STATS: [&str; 10] = [
     "mean",
     "std",
     "min",
@@ -20,6 +26,8 @@ pub const STATS: [&str; 8] = [
     "last",
     "slope",
     "ewma",
+    "zscore",
+    "baseline_z",
     "missing_ratio",
 ];
 
@@ -30,6 +38,16 @@ pub const LIMIT_STATS: [&str; 2] = ["utilisation", "time_to_exhaustion_seconds"]
 /// The last feature: the fraction of (metric, slot) cells observed, over the metrics the entity
 /// reported at least once in the window.
 pub const COMPLETENESS: &str = "window.completeness";
+
+/// After [`COMPLETENESS`], the last features: over the tracked metrics the entity reported in
+/// the window, the largest `|zscore|`, the largest `|baseline_z|` and the mean `|baseline_z|`.
+/// They say "something about this entity is unusual" whatever metrics it has, so they carry
+/// over between entities with different metric sets (bring-your-own data).
+pub const AGGREGATES: [&str; 3] = [
+    "window.max_abs_zscore",
+    "window.max_abs_baseline_z",
+    "window.mean_abs_baseline_z",
+];
 
 /// Names and meaning of the feature vector; serialisable so that a model bundle can store the
 /// spec it was trained on and [`FeatureSpec::check`] it against the store serving it.
@@ -45,6 +63,8 @@ pub struct FeatureSpec {
     pub ewma_alpha: f64,
     /// Cap of the time-to-exhaustion features.
     pub tte_cap_seconds: f64,
+    /// Time constant of the long-run baselines.
+    pub baseline_ms: u64,
     /// Tracked metrics, in order (also the order of the sequence batch's columns).
     pub metrics: Vec<String>,
     /// Feature names, in vector order.
@@ -62,12 +82,14 @@ impl FeatureSpec {
             }
         }
         names.push(COMPLETENESS.to_string());
+        names.extend(AGGREGATES.iter().map(|a| a.to_string()));
         FeatureSpec {
             version: FEATURE_VERSION,
             resolution_ms: config.resolution_ms,
             length: config.length,
             ewma_alpha: config.ewma_alpha,
             tte_cap_seconds: config.tte_cap_seconds,
+            baseline_ms: config.baseline_ms,
             metrics: config.metrics.clone(),
             names,
         }
@@ -123,6 +145,10 @@ impl FeatureSpec {
             let (a, b) = (self.tte_cap_seconds, expected.tte_cap_seconds);
             return differ("tte_cap_seconds", a.to_string(), b.to_string());
         }
+        if self.baseline_ms != expected.baseline_ms {
+            let (a, b) = (self.baseline_ms, expected.baseline_ms);
+            return differ("baseline_ms", a.to_string(), b.to_string());
+        }
         if self.metrics != expected.metrics {
             return differ(
                 "metrics",
@@ -167,7 +193,7 @@ mod tests {
         assert_eq!(s.names[0], "cpu_usage_cores.mean");
         assert_eq!(s.names[8], "cpu_usage_cores.utilisation");
         assert_eq!(s.names[9], "cpu_usage_cores.time_to_exhaustion_seconds");
-        assert_eq!(s.names.last().unwrap(), COMPLETENESS);
+        assert_eq!(s.names.last().unwrap(), AGGREGATES[2]);
         let mut sorted = s.names.clone();
         sorted.sort();
         sorted.dedup();

@@ -91,6 +91,34 @@ impl Stamped {
     };
 }
 
+/// An exponentially weighted mean and variance. Until `1 / n` falls below the store's
+/// `baseline_alpha` a new value weighs `1 / n`, so the first values give the plain mean.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Baseline {
+    n: u32,
+    pub(crate) mean: f64,
+    pub(crate) var: f64,
+}
+
+impl Baseline {
+    fn update(&mut self, v: f64, alpha_min: f64) {
+        self.n = self.n.saturating_add(1);
+        let a = (1.0 / f64::from(self.n)).max(alpha_min);
+        let d = v - self.mean;
+        self.mean += a * d;
+        self.var = (1.0 - a) * (self.var + a * d * d);
+    }
+
+    /// `(x - mean) / std`, as the `baseline_z` feature defines it.
+    pub(crate) fn z(&self, x: f64) -> f64 {
+        if self.n == 0 {
+            return 0.0;
+        }
+        let s = self.var.sqrt().max(1e-3 * self.mean.abs() + 1e-9);
+        ((x - self.mean) / s).clamp(-25.0, 25.0)
+    }
+}
+
 /// Per-entity scalars.
 #[derive(Debug, Clone)]
 pub(crate) struct EntityState {
@@ -130,6 +158,10 @@ pub struct WindowStore {
     pub(crate) anchors: Vec<Stamped>,
     /// `[entity][side]`: newest value of each limit metric.
     pub(crate) sides: Vec<Stamped>,
+    /// `[entity][gauge]`: long-run baseline of each gauge.
+    pub(crate) baselines: Vec<Baseline>,
+    /// Smallest weight of a new sample in a baseline: one slot over `baseline_ms`.
+    baseline_alpha: f64,
     key_buf: String,
     stats: WindowStats,
     pub(crate) schemas: Schemas,
@@ -187,6 +219,8 @@ impl WindowStore {
             mask: Vec::new(),
             anchors: Vec::new(),
             sides: Vec::new(),
+            baselines: Vec::new(),
+            baseline_alpha: (config.resolution_ms as f64 / config.baseline_ms as f64).min(1.0),
             key_buf: String::new(),
             stats: WindowStats::default(),
             schemas: Schemas::new(&spec),
@@ -298,7 +332,8 @@ impl WindowStore {
                 match self.columns[c].storage {
                     Storage::Gauge(g) => {
                         // Saturate rather than store an infinity that would poison features.
-                        self.gauges[(e * self.len + pos) * self.n_gauges + g] = to_f32(v)
+                        self.gauges[(e * self.len + pos) * self.n_gauges + g] = to_f32(v);
+                        self.baselines[e * self.n_gauges + g].update(v, self.baseline_alpha);
                     }
                     Storage::Counter(k) => self.raw[(e * self.len + pos) * self.n_counters + k] = v,
                 }
@@ -380,6 +415,8 @@ impl WindowStore {
                 self.mask[e * cells..(e + 1) * cells].fill(0);
                 self.anchors[e * self.n_counters..(e + 1) * self.n_counters].fill(Stamped::NONE);
                 self.sides[e * self.n_sides..(e + 1) * self.n_sides].fill(Stamped::NONE);
+                self.baselines[e * self.n_gauges..(e + 1) * self.n_gauges]
+                    .fill(Baseline::default());
                 self.entities[e] = Some(state);
                 e
             }
@@ -391,6 +428,8 @@ impl WindowStore {
                 self.mask.resize(n * self.columns.len() * self.len, 0);
                 self.anchors.resize(n * self.n_counters, Stamped::NONE);
                 self.sides.resize(n * self.n_sides, Stamped::NONE);
+                self.baselines
+                    .resize(n * self.n_gauges, Baseline::default());
                 self.entities.push(Some(state));
                 e
             }

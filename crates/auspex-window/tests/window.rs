@@ -35,6 +35,7 @@ fn small(resolution_ms: u64) -> WindowConfig {
         ewma_alpha: 0.5,
         max_lateness_slots: 2,
         tte_cap_seconds: 100.0,
+        baseline_ms: 86_400_000,
     }
 }
 
@@ -96,6 +97,22 @@ fn features_match_hand_computed_values() {
     assert_close(f("cpu_usage_cores.slope"), 0.4, "slope per second");
     // EWMA with alpha 0.5: 1, 2, 2, 3.5, 3.75.
     assert_close(f("cpu_usage_cores.ewma"), 3.75, "ewma");
+    assert_close(f("cpu_usage_cores.zscore"), 1.0 / 2f64.sqrt(), "zscore");
+    // A day-long baseline over 5 samples is their plain mean (3) and variance (2).
+    let bz = 0.75 / 2f64.sqrt();
+    assert_close(f("cpu_usage_cores.baseline_z"), bz, "baseline_z");
+    assert_close(
+        f("restarts_total.baseline_z"),
+        0.0,
+        "counters have no baseline",
+    );
+    assert_close(f("window.max_abs_baseline_z"), bz, "max |baseline_z|");
+    assert_close(
+        f("window.mean_abs_baseline_z"),
+        bz / 2.0,
+        "mean |baseline_z|",
+    );
+    assert!(f64::from(f("window.max_abs_zscore")) >= 1.0 / 2f64.sqrt() - 1e-6);
     assert_close(f("cpu_usage_cores.missing_ratio"), 0.0, "missing");
     assert_close(f("cpu_usage_cores.utilisation"), 0.5, "utilisation");
     // (8 - 4) / 0.4 per second.

@@ -12,13 +12,19 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use crate::byo::{self, Format};
 use crate::cli::{SourceArgs, open_source};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Training data (same forms as `run --source`); `sim` uses the seeds in --seeds.
+    /// Training data (same forms as `run --source`); `sim` uses the seeds in --seeds. With
+    /// `--format smd`: the directory.
     #[arg(long = "data", default_value = "sim")]
     pub source: String,
+    /// Layout of --data: `source` (as for `run --source`) or `smd` (a directory of
+    /// NAME_train.csv[.gz] / NAME_test.csv[.gz]; training uses only the train files).
+    #[arg(long, value_enum, default_value_t = Format::Source)]
+    pub format: Format,
     /// With `--data sim`: simulator seeds to train on (comma-separated; each is one run).
     #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
     pub seeds: Vec<u64>,
@@ -53,9 +59,16 @@ pub struct EvaluateArgs {
     /// The model bundle to evaluate.
     #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
-    /// Test data (same forms as `run --source`); `sim` uses the seeds in --seeds.
+    /// Test data (same forms as `run --source`); `sim` uses the seeds in --seeds. With
+    /// `--format smd`: the directory.
     #[arg(long = "data", default_value = "sim")]
     pub source: String,
+    /// Layout of --data (see `train --format`); `smd` scores every row of the test files.
+    #[arg(long, value_enum, default_value_t = Format::Source)]
+    pub format: Format,
+    /// Also write the report (overall and per-entity metrics) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
     /// With `--data sim`: held-out simulator seeds.
     #[arg(long, value_delimiter = ',', default_value = "101")]
     pub seeds: Vec<u64>,
@@ -148,12 +161,33 @@ pub fn train(args: TrainArgs) -> Result<()> {
         );
     }
     let started = Instant::now();
-    let ds = dataset(
-        &args.source,
-        &args.seeds,
-        &args.common.overrides,
-        &config.dataset,
-    )?;
+    let ds = match args.format {
+        Format::Source => dataset(
+            &args.source,
+            &args.seeds,
+            &args.common.overrides,
+            &config.dataset,
+        )?,
+        Format::Smd | Format::Nezha => {
+            let pb = spinner(&format!(
+                "replaying {} with injected anomalies",
+                args.source
+            ));
+            let dir = Path::new(&args.source);
+            let ds = if args.format == Format::Smd {
+                byo::smd_training(dir, &mut config)?
+            } else {
+                byo::nezha_training(dir, &mut config)?
+            };
+            pb.finish_with_message(format!(
+                "{}: {} rows, {} injected anomalies",
+                ds.source,
+                ds.len(),
+                ds.incidents.len()
+            ));
+            ds
+        }
+    };
     let pb = spinner("training");
     let model = auspex_hybrid::train(&ds, &config, device, &mut |m| pb.set_message(m.to_string()))?;
     pb.finish_with_message(format!(
@@ -163,6 +197,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
     let meta = json!({
         "data": {
             "source": ds.source,
+            "format": format!("{:?}", args.format).to_lowercase(),
             "seeds": if args.source == "sim" { json!(args.seeds) } else { json!(null) },
             "rows": ds.len(),
             "incidents": ds.incidents.len(),
@@ -204,6 +239,11 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     let device = device(&args.common.device)?;
     let model = HybridModel::load(&args.model, device)
         .with_context(|| format!("loading the model bundle {}", args.model.display()))?;
+    match args.format {
+        Format::Smd => return evaluate_smd(&args, &model),
+        Format::Nezha => return evaluate_nezha(&args, &model),
+        Format::Source => {}
+    }
     let ds = dataset(
         &args.source,
         &args.seeds,
@@ -355,6 +395,130 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     )?;
     write(&args.out.join("report.md"), &md)?;
     eprintln!("{}", table.render());
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn evaluate_smd(args: &EvaluateArgs, model: &HybridModel) -> Result<()> {
+    let pb = spinner(&format!("scoring the test files of {}", args.source));
+    let ev = byo::smd_evaluate(model, Path::new(&args.source))?;
+    pb.finish_and_clear();
+    std::fs::create_dir_all(&args.out).with_context(|| format!("{}", args.out.display()))?;
+    let json = ev.report.to_json();
+    write(&args.out.join("report.json"), &json)?;
+    write(
+        &args.out.join("baseline_zscore.json"),
+        &ev.baseline.to_json(),
+    )?;
+    if let Some(path) = &args.json {
+        write(path, &json)?;
+    }
+    let mut table = AblationTable::new([
+        ("point F1", Some(true)),
+        ("point precision", Some(true)),
+        ("point recall", Some(true)),
+        ("event recall", Some(true)),
+        ("event precision", Some(true)),
+        ("PR-AUC", Some(true)),
+        ("best F1 (upper bound)", None),
+    ]);
+    let mean_f1 = |r: &auspex_train::Report| {
+        r.per_entity.values().map(|s| s.pointwise.f1).sum::<f64>()
+            / r.per_entity.len().max(1) as f64
+    };
+    for (name, r) in [("auspex", &ev.report), ("z-score baseline", &ev.baseline)] {
+        let o = &r.overall;
+        table.push(
+            name,
+            vec![
+                Some(o.pointwise.f1),
+                Some(o.pointwise.precision),
+                Some(o.pointwise.recall),
+                Some(o.event.recall),
+                Some(o.event.precision),
+                Some(o.pr_auc),
+                Some(o.best_f1_upper_bound.f1),
+            ],
+        )?;
+        eprintln!("{name}: mean point-wise F1 over entities {:.3}", mean_f1(r));
+    }
+    let md = format!(
+        "# auspex evaluation (SMD layout)\n\nmodel `{}` ({}), data `{}`; every test row scored, \
+         thresholds from the training files only.\n\n{}",
+        args.model.display(),
+        model.version,
+        args.source,
+        table.render()
+    );
+    write(&args.out.join("report.md"), &md)?;
+    eprintln!("{}", table.render());
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn evaluate_nezha(args: &EvaluateArgs, model: &HybridModel) -> Result<()> {
+    let pb = spinner(&format!("scoring {}", args.source));
+    let ev = byo::nezha_evaluate(model, Path::new(&args.source))?;
+    pb.finish_and_clear();
+    std::fs::create_dir_all(&args.out).with_context(|| format!("{}", args.out.display()))?;
+    let mut value = serde_json::to_value(&ev.report)?;
+    let obj = value.as_object_mut().expect("a report is an object");
+    obj.insert("held_out".into(), serde_json::to_value(&ev.held_out)?);
+    obj.insert("fault_types".into(), serde_json::to_value(&ev.fault_types)?);
+    obj.insert(
+        "fault_types_held_out".into(),
+        serde_json::to_value(&ev.fault_types_held_out)?,
+    );
+    let json = serde_json::to_string_pretty(&value)?;
+    write(&args.out.join("report.json"), &json)?;
+    if let Some(path) = &args.json {
+        write(path, &json)?;
+    }
+    let mut table = AblationTable::new([
+        ("point F1", Some(true)),
+        ("point precision", Some(true)),
+        ("point recall", Some(true)),
+        ("event recall", Some(true)),
+        ("event precision", Some(true)),
+        ("false alerts / entity-day", Some(false)),
+        ("PR-AUC", Some(true)),
+    ]);
+    for (name, r) in [("all days", &ev.report), ("held-out part", &ev.held_out)] {
+        let o = &r.overall;
+        // Overall days are the entities' observed days summed: this is per entity-day.
+        let per_entity_day = o.false_alerts_per_day;
+        table.push(
+            name,
+            vec![
+                Some(o.pointwise.f1),
+                Some(o.pointwise.precision),
+                Some(o.pointwise.recall),
+                Some(o.event.recall),
+                Some(o.event.precision),
+                per_entity_day,
+                Some(o.pr_auc),
+            ],
+        )?;
+    }
+    let mut md = format!(
+        "# auspex evaluation (Nezha layout)\n\nmodel `{}` ({}), data `{}`; the held-out part is \
+         each day from its later {:.0} % of faults on (training never saw it).\n\n{}\n\n| fault type | faults \
+         | detected | recall | held-out faults | held-out recall |\n|---|---:|---:|---:|---:|---:|\n",
+        args.model.display(),
+        model.version,
+        args.source,
+        (1.0 - byo::NEZHA_TRAIN_SHARE) * 100.0,
+        table.render()
+    );
+    for (t, r) in &ev.fault_types {
+        let h = ev.fault_types_held_out.get(t).cloned().unwrap_or_default();
+        md += &format!(
+            "| {t} | {} | {} | {:.2} | {} | {:.2} |\n",
+            r.faults, r.detected, r.recall, h.faults, h.recall
+        );
+    }
+    write(&args.out.join("report.md"), &md)?;
+    eprintln!("{md}");
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }

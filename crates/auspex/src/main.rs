@@ -3,6 +3,7 @@
 //! The binary is the only place where stages are wired together (see `pipeline.rs`); every
 //! subcommand is a thin layer over the library crates.
 
+mod byo;
 mod cli;
 mod datasets;
 mod learn;

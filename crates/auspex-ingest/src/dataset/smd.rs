@@ -1,6 +1,10 @@
 //! The Server Machine Dataset (SMD): `machine-G-N_{train,test}.csv.gz`, 38 min-max scaled
 //! metrics a row, one row a minute, no timestamps; the test half has a 0/1 `label` column.
 //!
+//! The same layout holds any bring-your-own data set: per entity `NAME_train.csv[.gz]` and
+//! `NAME_test.csv[.gz]`, a header row naming numeric metric columns (any number), and a 0/1
+//! `label` column (anywhere) in the test file; `interpretation_label/` is optional.
+//!
 //! Mapping decisions:
 //! - Each machine is a `node` entity named `machine-G-N`.
 //! - Timestamps are synthesised: row `i` of the train half is `epoch_ms + i` minutes
@@ -65,7 +69,8 @@ impl SmdHalf {
 /// What to read from SMD.
 #[derive(Debug, Clone)]
 pub struct SmdConfig {
-    /// The data set's root: holds `machine-G-N_{train,test}.csv.gz` and `interpretation_label/`.
+    /// The data set's root: holds `NAME_{train,test}.csv[.gz]` and, optionally,
+    /// `interpretation_label/`.
     pub root: PathBuf,
     /// Machines to read (`machine-1-2`, ...); empty reads every machine found under `root`.
     pub machines: Vec<String>,
@@ -130,6 +135,8 @@ struct Machine {
     train: PathBuf,
     test: PathBuf,
     columns: Arc<[String]>,
+    /// Index of the test file's `label` column.
+    label_at: usize,
     train_rows: u64,
     points: SmdPointLabels,
 }
@@ -161,7 +168,7 @@ impl SmdSource {
             return Err(IngestError::missing(
                 config
                     .root
-                    .join("machine-*_test.csv.gz")
+                    .join("NAME_train.csv[.gz]")
                     .display()
                     .to_string(),
                 "SMD machine files",
@@ -241,21 +248,35 @@ impl Source for SmdSource {
     }
 }
 
-/// Machines with a test file under `root`, in (group, number) order.
+/// Entities with a train file (`NAME_train.csv` or `NAME_train.csv.gz`) under `root`, SMD's
+/// machines in (group, number) order and any other name after them, alphabetically.
 fn discover(root: &Path) -> Result<Vec<String>, IngestError> {
     let entries =
         std::fs::read_dir(root).map_err(|e| IngestError::io(root.display().to_string(), e))?;
     let mut names: Vec<String> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|f| f.strip_suffix("_test.csv.gz"))
-                .map(str::to_string)
+            e.file_name().to_str().and_then(|f| {
+                f.strip_suffix("_train.csv.gz")
+                    .or_else(|| f.strip_suffix("_train.csv"))
+                    .map(str::to_string)
+            })
         })
         .collect();
     names.sort_by_key(|n| machine_order(n));
+    names.dedup();
     Ok(names)
+}
+
+/// `root/NAME_HALF.csv.gz` when it exists, else `root/NAME_HALF.csv` (named in the error when
+/// neither does).
+fn half_file(root: &Path, name: &str, half: &str) -> PathBuf {
+    let gz = root.join(format!("{name}_{half}.csv.gz"));
+    if gz.exists() {
+        gz
+    } else {
+        root.join(format!("{name}_{half}.csv"))
+    }
 }
 
 fn machine_order(name: &str) -> (u32, u32, String) {
@@ -272,8 +293,8 @@ fn machine_order(name: &str) -> (u32, u32, String) {
 }
 
 fn load_machine(config: &SmdConfig, name: &str) -> Result<Machine, IngestError> {
-    let train = config.root.join(format!("{name}_train.csv.gz"));
-    let test = config.root.join(format!("{name}_test.csv.gz"));
+    let train = half_file(&config.root, name, "train");
+    let test = half_file(&config.root, name, "test");
     // The train half fixes the metric names and, by its length, the test half's timestamps.
     let mut reader = open_csv(&train, &format!("SMD train file of {name}"))?;
     let columns: Arc<[String]> = reader
@@ -292,10 +313,11 @@ fn load_machine(config: &SmdConfig, name: &str) -> Result<Machine, IngestError> 
     }
     let start_ms = config.epoch_ms + train_rows as i64 * SMD_STEP_MS;
     let mut labels = Vec::new();
+    let mut label_at = columns.len();
     if config.half.test() {
         let mut reader = open_csv(&test, &format!("SMD test file of {name}"))?;
         let header = reader.headers().map_err(|e| csv_error(&test, e))?.clone();
-        check_test_header(&test, &header, &columns)?;
+        label_at = check_test_header(&test, &header, &columns)?;
         let mut record = csv::StringRecord::new();
         while reader
             .read_record(&mut record)
@@ -303,7 +325,7 @@ fn load_machine(config: &SmdConfig, name: &str) -> Result<Machine, IngestError> 
         {
             // A row whose label does not parse counts as normal; the row itself dead-letters.
             let label = record
-                .get(columns.len())
+                .get(label_at)
                 .and_then(|v| v.trim().parse::<f64>().ok())
                 .is_some_and(|v| v != 0.0);
             labels.push(label);
@@ -320,43 +342,55 @@ fn load_machine(config: &SmdConfig, name: &str) -> Result<Machine, IngestError> 
         train,
         test,
         columns,
+        label_at,
         train_rows,
     })
 }
 
+/// The index of the `label` column in a test file whose other columns are the train file's, in
+/// the same order.
 fn check_test_header(
     path: &Path,
     header: &csv::StringRecord,
     columns: &[String],
-) -> Result<(), IngestError> {
+) -> Result<usize, IngestError> {
     let names: Vec<&str> = header.iter().map(str::trim).collect();
-    let ok = names.len() == columns.len() + 1
-        && names.last() == Some(&"label")
-        && names
-            .iter()
+    let Some(label_at) = names.iter().position(|n| *n == "label") else {
+        return Err(IngestError::format(
+            path.display().to_string(),
+            "no `label` column in the header",
+        ));
+    };
+    let metrics = names
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != label_at)
+        .map(|(_, n)| *n);
+    let same = names.len() == columns.len() + 1
+        && metrics
             .zip(columns)
-            .all(|(a, b)| b.strip_prefix(SMD_METRIC_PREFIX) == Some(*a));
-    if ok {
-        Ok(())
+            .all(|(a, b)| b.strip_prefix(SMD_METRIC_PREFIX) == Some(a));
+    if same {
+        Ok(label_at)
     } else {
         Err(IngestError::format(
             path.display().to_string(),
-            "header is not the train file's columns followed by `label`",
+            "header is not the train file's columns plus `label`",
         ))
     }
 }
 
 /// A machine's rows (train then test, as configured) as a lazily read lane.
 fn lane(config: &SmdConfig, m: &Machine) -> Result<Box<dyn Lane>, IngestError> {
-    let mut parts: Vec<(PathBuf, i64)> = Vec::new();
+    let mut parts: Vec<(PathBuf, i64, Option<usize>)> = Vec::new();
     if config.half.train() {
-        parts.push((m.train.clone(), config.epoch_ms));
+        parts.push((m.train.clone(), config.epoch_ms, None));
     }
     if config.half.test() {
-        parts.push((m.test.clone(), m.points.start_ms));
+        parts.push((m.test.clone(), m.points.start_ms, Some(m.label_at)));
     }
     let mut readers = Vec::new();
-    for (path, start) in parts {
+    for (path, start, label_at) in parts {
         let reader = open_csv(&path, "SMD file")?;
         readers.push(Rows {
             reader,
@@ -365,6 +399,7 @@ fn lane(config: &SmdConfig, m: &Machine) -> Result<Box<dyn Lane>, IngestError> {
             row: 0,
             record: csv::StringRecord::new(),
             columns: m.columns.clone(),
+            label_at,
             entity: Entity::new(EntityKind::Node, None, &m.name),
         });
     }
@@ -379,6 +414,8 @@ struct Rows {
     row: u64,
     record: csv::StringRecord,
     columns: Arc<[String]>,
+    /// The `label` field of a test file, skipped.
+    label_at: Option<usize>,
     entity: Entity,
 }
 
@@ -400,14 +437,18 @@ impl Iterator for Rows {
 impl Rows {
     fn sample(&self, ts: i64) -> Record {
         let rec = &self.record;
-        let n = self.columns.len();
-        // The test file has one more column (`label`), which is not a metric.
+        let n = self.columns.len() + usize::from(self.label_at.is_some());
         if rec.len() < n {
-            let reason = format!("{} fields, expected at least {n}", rec.len());
+            let reason = format!("{} fields, expected {n}", rec.len());
             return Record::DeadLetter(dead_row(&self.path, self.row, rec, reason));
         }
+        let fields = rec
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != self.label_at)
+            .map(|(_, f)| f);
         let mut metrics = BTreeMap::new();
-        for (name, field) in self.columns.iter().zip(rec.iter()) {
+        for (name, field) in self.columns.iter().zip(fields) {
             match field.trim().parse::<f64>() {
                 Ok(v) if v.is_finite() => {
                     metrics.insert(name.clone(), v);
@@ -522,7 +563,12 @@ fn incident_labels(root: &Path, m: &Machine) -> Result<Vec<IncidentLabel>, Inges
     let path = root
         .join("interpretation_label")
         .join(format!("{}.txt", m.name));
-    let segments = read_interpretation(&path)?;
+    // Optional: without it (a bring-your-own directory) every segment is pod_failure.
+    let segments = if path.exists() {
+        read_interpretation(&path)?
+    } else {
+        Vec::new()
+    };
     let ts = |row: usize| m.points.start_ms + row as i64 * SMD_STEP_MS;
     Ok(runs
         .into_iter()
