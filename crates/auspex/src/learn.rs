@@ -21,8 +21,9 @@ pub struct TrainArgs {
     /// `--format smd`: the directory.
     #[arg(long = "data", default_value = "sim")]
     pub source: String,
-    /// Layout of --data: `source` (as for `run --source`) or `smd` (a directory of
-    /// NAME_train.csv[.gz] / NAME_test.csv[.gz]; training uses only the train files).
+    /// Layout of --data: `source` (as for `run --source`), or a directory laid out as `smd`
+    /// (NAME_train.csv[.gz] / NAME_test.csv[.gz]; training uses only the train files), `nezha`
+    /// or `nab` (see the README).
     #[arg(long, value_enum, default_value_t = Format::Source)]
     pub format: Format,
     /// With `--data sim`: simulator seeds to train on (comma-separated; each is one run).
@@ -168,16 +169,16 @@ pub fn train(args: TrainArgs) -> Result<()> {
             &args.common.overrides,
             &config.dataset,
         )?,
-        Format::Smd | Format::Nezha => {
+        Format::Smd | Format::Nezha | Format::Nab => {
             let pb = spinner(&format!(
                 "replaying {} with injected anomalies",
                 args.source
             ));
             let dir = Path::new(&args.source);
-            let ds = if args.format == Format::Smd {
-                byo::smd_training(dir, &mut config)?
-            } else {
-                byo::nezha_training(dir, &mut config)?
+            let ds = match args.format {
+                Format::Smd => byo::smd_training(dir, &mut config)?,
+                Format::Nezha => byo::nezha_training(dir, &mut config)?,
+                _ => byo::nab_training(dir, &mut config)?,
             };
             pb.finish_with_message(format!(
                 "{}: {} rows, {} injected anomalies",
@@ -242,6 +243,7 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     match args.format {
         Format::Smd => return evaluate_smd(&args, &model),
         Format::Nezha => return evaluate_nezha(&args, &model),
+        Format::Nab => return evaluate_nab(&args, &model),
         Format::Source => {}
     }
     let ds = dataset(
@@ -517,6 +519,56 @@ fn evaluate_nezha(args: &EvaluateArgs, model: &HybridModel) -> Result<()> {
             r.faults, r.detected, r.recall, h.faults, h.recall
         );
     }
+    write(&args.out.join("report.md"), &md)?;
+    eprintln!("{md}");
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn evaluate_nab(args: &EvaluateArgs, model: &HybridModel) -> Result<()> {
+    let pb = spinner(&format!("scoring {}", args.source));
+    let report = byo::nab_evaluate(model, Path::new(&args.source))?;
+    pb.finish_and_clear();
+    std::fs::create_dir_all(&args.out).with_context(|| format!("{}", args.out.display()))?;
+    let json = report.to_json();
+    write(&args.out.join("report.json"), &json)?;
+    if let Some(path) = &args.json {
+        write(path, &json)?;
+    }
+    let mut table = AblationTable::new([
+        ("windows", None),
+        ("event recall", Some(true)),
+        ("event precision", Some(true)),
+        ("mean delay (steps)", Some(false)),
+        ("false alerts / day", Some(false)),
+        ("point F1", Some(true)),
+        ("PR-AUC", Some(true)),
+    ]);
+    for (name, s) in std::iter::once(("all series", &report.overall))
+        .chain(report.per_entity.iter().map(|(n, s)| (n.as_str(), s)))
+    {
+        table.push(
+            name,
+            vec![
+                Some(s.event.anomalies as f64),
+                Some(s.event.recall),
+                Some(s.event.precision),
+                s.mean_delay_steps,
+                s.false_alerts_per_day,
+                Some(s.pointwise.f1),
+                Some(s.pr_auc),
+            ],
+        )?;
+    }
+    let md = format!(
+        "# auspex evaluation (NAB layout)\n\nmodel `{}` ({}), data `{}`; each series after its \
+         probationary {:.0} %.\n\n{}",
+        args.model.display(),
+        model.version,
+        args.source,
+        byo::NAB_PROBATION * 100.0,
+        table.render()
+    );
     write(&args.out.join("report.md"), &md)?;
     eprintln!("{md}");
     eprintln!("wrote {}", args.out.display());
