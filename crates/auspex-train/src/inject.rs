@@ -16,6 +16,9 @@
 //! - [`Shape::CorrelationBreak`]: `2μ − v`, the metric mirrored around its mean, so it moves
 //!   against the metrics it used to move with while keeping its level and spread.
 //!
+//! One anomaly may bend up to `max_metrics` distinct metrics of the entity at once, each an
+//! injection of its own with the same shape and span.
+//!
 //! Each injection becomes one [`IncidentLabel`]: `onset_ms` = the first injected sample,
 //! `end_ms` = the last, `incident_ms` = the first sample where the deviation reaches half its
 //! full size — the midpoint of a drift (so a drift has a precursor phase to predict), the onset
@@ -119,6 +122,10 @@ pub struct InjectorConfig {
     /// Metrics that may be injected into; empty: every gauge the samples carry, except limits
     /// and requests.
     pub metrics: Vec<String>,
+    /// Each anomaly bends between 1 and this many distinct metrics of the entity at once (same
+    /// shape and span, each its own sign and scale; one label per metric): real incidents on a
+    /// server move several correlated metrics together.
+    pub max_metrics: usize,
 }
 
 impl Default for InjectorConfig {
@@ -134,6 +141,7 @@ impl Default for InjectorConfig {
             cooldown_samples: 30,
             scale_floor: 1e-3,
             metrics: Vec::new(),
+            max_metrics: 1,
         }
     }
 }
@@ -149,6 +157,9 @@ impl InjectorConfig {
         }
         if self.shapes.is_empty() {
             return Err(config_error("shapes", "no shape to inject"));
+        }
+        if self.max_metrics == 0 {
+            return Err(config_error("max_metrics", "must be at least 1"));
         }
         if self.min_len == 0 || self.min_len > self.max_len {
             return Err(config_error(
@@ -251,11 +262,11 @@ struct EntityState {
     last_ms: Option<TimestampMs>,
     interval_ms: Option<i64>,
     stats: HashMap<String, Running>,
-    /// Index into `injections` of the one under way.
-    active: Option<usize>,
+    /// Indices into `injections` of the ones under way (one span, one or more metrics).
+    active: Vec<usize>,
     cooldown: usize,
-    /// Value held by a flat-line.
-    held: f64,
+    /// Value held by a flat-line, per active injection.
+    held: Vec<f64>,
 }
 
 /// A [`Source`] that injects synthetic anomalies into another's samples (see the module docs).
@@ -309,7 +320,7 @@ impl<S: Source> Injector<S> {
             }
         }
 
-        if st.active.is_none() {
+        if st.active.is_empty() {
             if st.cooldown > 0 {
                 st.cooldown -= 1;
             } else if st.seen > self.config.warmup_samples {
@@ -317,13 +328,20 @@ impl<S: Source> Injector<S> {
                 let p = (self.config.rate_per_entity_hour * interval as f64 / 3_600_000.0).min(1.0);
                 let start = self.rng.random::<f64>() < p;
                 if start {
-                    let candidates: Vec<&String> = sample
+                    let mut candidates: Vec<&String> = sample
                         .metrics
                         .keys()
                         .filter(|m| eligible(&self.config.metrics, m))
                         .collect();
                     if !candidates.is_empty() {
-                        let metric = candidates[self.rng.random_range(0..candidates.len())].clone();
+                        let k = self
+                            .rng
+                            .random_range(1..=self.config.max_metrics.min(candidates.len()));
+                        // A partial Fisher-Yates shuffle: k distinct metrics.
+                        for j in 0..k {
+                            let pick = self.rng.random_range(j..candidates.len());
+                            candidates.swap(j, pick);
+                        }
                         let shape =
                             self.config.shapes[self.rng.random_range(0..self.config.shapes.len())];
                         let planned = match shape {
@@ -332,57 +350,63 @@ impl<S: Source> Injector<S> {
                                 .rng
                                 .random_range(self.config.min_len..=self.config.max_len),
                         };
-                        let sign = if self.rng.random::<bool>() { 1.0 } else { -1.0 };
-                        let run = st.stats.get(&metric).copied().unwrap_or_default();
-                        let scale = run
-                            .std()
-                            .max(0.02 * run.mean.abs())
-                            .max(self.config.scale_floor);
-                        st.active = Some(self.injections.len());
-                        st.held = sample.metrics[&metric];
-                        self.injections.push(Injection {
-                            entity: sample.entity.reference(),
-                            metric,
-                            shape,
-                            amplitude: sign * self.config.magnitude * scale,
-                            mean: run.mean,
-                            samples: 0,
-                            planned,
-                            onset_ms: sample.timestamp_ms,
-                            incident_ms: sample.timestamp_ms,
-                            end_ms: sample.timestamp_ms,
-                        });
+                        for metric in candidates.into_iter().take(k) {
+                            let sign = if self.rng.random::<bool>() { 1.0 } else { -1.0 };
+                            let run = st.stats.get(metric).copied().unwrap_or_default();
+                            let scale = run
+                                .std()
+                                .max(0.02 * run.mean.abs())
+                                .max(self.config.scale_floor);
+                            st.active.push(self.injections.len());
+                            st.held.push(sample.metrics[metric]);
+                            self.injections.push(Injection {
+                                entity: sample.entity.reference(),
+                                metric: metric.clone(),
+                                shape,
+                                amplitude: sign * self.config.magnitude * scale,
+                                mean: run.mean,
+                                samples: 0,
+                                planned,
+                                onset_ms: sample.timestamp_ms,
+                                incident_ms: sample.timestamp_ms,
+                                end_ms: sample.timestamp_ms,
+                            });
+                        }
                     }
                 }
             }
         }
 
-        let Some(k) = st.active else {
-            return;
-        };
-        let inj = &mut self.injections[k];
-        let i = inj.samples;
-        let Some(v) = sample.metrics.get_mut(&inj.metric) else {
-            // The metric is absent from this sample: the span goes on without it.
+        for (slot, &k) in st.active.iter().enumerate() {
+            let inj = &mut self.injections[k];
+            let i = inj.samples;
             inj.samples += 1;
-            finish_if_done(st, inj, self.config.cooldown_samples);
-            return;
-        };
-        let a = inj.amplitude;
-        *v = match inj.shape {
-            Shape::Spike => *v + a,
-            Shape::LevelShift => *v + a / 2.0,
-            Shape::Drift => *v + a * (i + 1) as f64 / inj.planned as f64,
-            Shape::VarianceBurst => *v + a.abs() / 2.0 * standard_normal(&mut self.rng),
-            Shape::FlatLine => st.held,
-            Shape::CorrelationBreak => 2.0 * inj.mean - *v,
-        };
-        inj.samples += 1;
-        inj.end_ms = sample.timestamp_ms;
-        if i <= inj.incident_step() {
-            inj.incident_ms = sample.timestamp_ms;
+            // A metric absent from this sample: the span goes on without it.
+            let Some(v) = sample.metrics.get_mut(&inj.metric) else {
+                continue;
+            };
+            let a = inj.amplitude;
+            *v = match inj.shape {
+                Shape::Spike => *v + a,
+                Shape::LevelShift => *v + a / 2.0,
+                Shape::Drift => *v + a * (i + 1) as f64 / inj.planned as f64,
+                Shape::VarianceBurst => *v + a.abs() / 2.0 * standard_normal(&mut self.rng),
+                Shape::FlatLine => st.held[slot],
+                Shape::CorrelationBreak => 2.0 * inj.mean - *v,
+            };
+            inj.end_ms = sample.timestamp_ms;
+            if i <= inj.incident_step() {
+                inj.incident_ms = sample.timestamp_ms;
+            }
         }
-        finish_if_done(st, inj, self.config.cooldown_samples);
+        // The metrics of one anomaly share its span, so they end together.
+        if let Some(&k) = st.active.first()
+            && self.injections[k].samples >= self.injections[k].planned
+        {
+            st.active.clear();
+            st.held.clear();
+            st.cooldown = self.config.cooldown_samples;
+        }
     }
 }
 
@@ -393,13 +417,6 @@ fn eligible(listed: &[String], metric: &str) -> bool {
         return listed.iter().any(|m| m == metric);
     }
     !metric.ends_with("_total") && !metric.contains("_limit_") && !metric.contains("_request_")
-}
-
-fn finish_if_done(st: &mut EntityState, inj: &Injection, cooldown: usize) {
-    if inj.samples >= inj.planned {
-        st.active = None;
-        st.cooldown = cooldown;
-    }
 }
 
 /// A standard normal draw (Box–Muller).

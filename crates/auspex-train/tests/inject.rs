@@ -263,3 +263,41 @@ fn injected_stream_gives_a_labelled_dataset() {
     assert!(ds.positives(AnomalyKind::CpuExhaustion) > 0);
     assert!(ds.positives(AnomalyKind::MemoryExhaustion) > 0);
 }
+
+/// With `max_metrics`, one anomaly bends several distinct metrics of an entity over the same
+/// span, each with its own label.
+#[test]
+fn one_anomaly_can_bend_several_metrics() {
+    let mut src = Injector::new(
+        VecSource::new(stream(), Vec::new(), Some(STEP as u64)),
+        InjectorConfig {
+            max_metrics: 2,
+            ..config(11)
+        },
+    )
+    .unwrap();
+    let _ = src.drain().unwrap();
+    let injections = src.injections().to_vec();
+    let mut groups: std::collections::BTreeMap<(String, i64), Vec<&Injection>> = Default::default();
+    for i in &injections {
+        groups
+            .entry((i.entity.id().as_str().to_string(), i.onset_ms))
+            .or_default()
+            .push(i);
+    }
+    assert!(groups.len() >= 10, "{} anomalies", groups.len());
+    let mut pairs = 0;
+    for g in groups.values() {
+        assert!(g.len() <= 2, "{} metrics in one anomaly", g.len());
+        if g.len() == 2 {
+            pairs += 1;
+            assert_ne!(g[0].metric, g[1].metric);
+            assert_eq!(g[0].shape, g[1].shape);
+            assert_eq!(g[0].planned, g[1].planned);
+            assert_eq!(g[0].end_ms, g[1].end_ms);
+        }
+    }
+    // Two eligible gauges (cpu, memory): about half the anomalies should take both.
+    assert!(pairs * 4 >= groups.len(), "{pairs} of {}", groups.len());
+    assert_eq!(src.labels().len(), injections.len());
+}

@@ -70,8 +70,9 @@ pub fn smd_training(dir: &Path, config: &mut HybridConfig) -> Result<Dataset> {
             Shape::Drift,
             Shape::VarianceBurst,
         ],
-        // Real incidents on servers last from minutes to hours.
+        // Real incidents on servers last from minutes to hours and move several metrics.
         max_len: 240,
+        max_metrics: 5,
         ..InjectorConfig::default()
     };
     let mut src = auspex_train::Injector::new(src, injector)?;
