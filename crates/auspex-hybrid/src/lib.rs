@@ -7,16 +7,20 @@
 //! in `auspex-nn` (burn branches) and `auspex-ensemble` (trees, logistic, meta-learner,
 //! calibration, bundles). Datasets and metrics come from `auspex-train`.
 //!
-//! Status (see docs/ENSEMBLE.md): tabular branches (gradient-boosted trees, logistic, MLP) are
-//! wired; the sequence (LSTM, temporal CNN) and graph (GNN) branches are next.
+//! Branches (see docs/ENSEMBLE.md): gradient-boosted trees and logistic regression per kind;
+//! multi-head networks over the tabular row (MLP), the window's sequences (LSTM, temporal CNN)
+//! and the tick's topology (GNN).
 
+mod inputs;
 mod model;
 mod scorer;
 mod training;
 
-pub use model::{BRANCH_NAMES, Branch, HybridModel, KindModel, RowScores};
+pub use model::{BRANCH_NAMES, Branch, HybridModel, KindModel, RowScores, ScoreInput};
 pub use scorer::HybridScorer;
-pub use training::{BranchReport, HybridConfig, KindReport, TrainReport, train};
+pub use training::{
+    BranchReport, GNN_SNAPSHOT_EVERY_TICKS, HybridConfig, KindReport, TrainReport, train,
+};
 
 /// Errors from training, loading or scoring.
 #[derive(Debug, thiserror::Error)]

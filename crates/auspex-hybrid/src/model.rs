@@ -5,13 +5,17 @@ use std::path::Path;
 use auspex_ensemble::{
     Bundle, BundleWriter, Features, Gbdt, LogisticRegression, MetaLearner, sha256_hex,
 };
+use auspex_graph::GraphExport;
 use auspex_model::AnomalyKind;
-use auspex_nn::{MlpModel, NnDevice, Standardizer, Tabular};
+use auspex_nn::{
+    GnnModel, LstmModel, MlpModel, NnDevice, Sequences, Standardizer, Tabular, TcnModel,
+};
+use auspex_train::Dataset;
 use auspex_window::FeatureSpec;
 use serde::{Deserialize, Serialize};
 
-use crate::HybridError;
 use crate::training::{HybridConfig, TrainReport};
+use crate::{HybridError, inputs};
 
 /// Number of kinds (heads).
 pub const K: usize = AnomalyKind::ALL.len();
@@ -26,16 +30,71 @@ pub enum Branch {
     Logistic,
     /// The ANN branch: an MLP over the standardised tabular features (burn).
     Mlp,
+    /// An LSTM over the window's imputed metric sequences and masks (burn).
+    Lstm,
+    /// A temporal CNN (causal dilated convolutions) over the same sequences (burn).
+    Tcn,
+    /// A relation-typed GraphSAGE network over the tick's topology (burn).
+    Gnn,
 }
 
 /// Branch names as they appear in alerts' `branch_scores`, in [`Branch`] order.
-pub const BRANCH_NAMES: [&str; 3] = ["gbdt", "logistic", "mlp"];
+pub const BRANCH_NAMES: [&str; 6] = ["gbdt", "logistic", "mlp", "lstm", "tcn", "gnn"];
 
 impl Branch {
-    pub const ALL: [Branch; 3] = [Branch::Gbdt, Branch::Logistic, Branch::Mlp];
+    pub const ALL: [Branch; 6] = [
+        Branch::Gbdt,
+        Branch::Logistic,
+        Branch::Mlp,
+        Branch::Lstm,
+        Branch::Tcn,
+        Branch::Gnn,
+    ];
+
+    /// The default ensemble (`auspex train` without `--branches`): the branches whose removal
+    /// cost held-out PR-AUC (see docs/ENSEMBLE.md for the measurement).
+    pub const DEFAULT: [Branch; 3] = [Branch::Gbdt, Branch::Logistic, Branch::Mlp];
 
     pub fn name(self) -> &'static str {
         BRANCH_NAMES[self as usize]
+    }
+
+    /// Whether the branch reads the window's sequences (the dataset must record them).
+    pub fn needs_sequences(self) -> bool {
+        matches!(self, Branch::Lstm | Branch::Tcn)
+    }
+
+    /// Whether the branch reads graph snapshots (the dataset must record them).
+    pub fn needs_graph(self) -> bool {
+        self == Branch::Gnn
+    }
+
+    /// Whether one multi-head network serves every kind (fitted once per fold, not per kind).
+    pub fn is_neural(self) -> bool {
+        matches!(self, Branch::Mlp | Branch::Lstm | Branch::Tcn | Branch::Gnn)
+    }
+}
+
+impl std::fmt::Display for Branch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Branch {
+    type Err = HybridError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        Branch::ALL
+            .into_iter()
+            .find(|b| b.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                HybridError::Invalid(format!(
+                    "unknown branch {s:?} (expected one of {})",
+                    BRANCH_NAMES.join(", ")
+                ))
+            })
     }
 }
 
@@ -46,6 +105,11 @@ pub struct KindModel {
     pub logistic: Option<LogisticRegression>,
     /// None when training had too few positives of this kind: the head then scores 0.
     pub meta: Option<MetaLearner>,
+    /// Leave-one-out meta-learners for the ablation (`HybridConfig::ablate`): each fitted and
+    /// calibrated exactly like `meta` on the same out-of-fold and validation scores, without
+    /// that branch's column — the ensemble training would give without the branch (the base
+    /// branches are fitted independently of each other). Not used for serving.
+    pub ablations: Vec<(Branch, MetaLearner)>,
     /// Alert at or above this calibrated probability (chosen on validation data).
     pub threshold: f64,
 }
@@ -61,6 +125,36 @@ pub struct RowScores {
     pub weights: Vec<f64>,
 }
 
+/// A batch of rows as every branch reads them.
+#[derive(Debug, Clone, Copy)]
+pub struct ScoreInput<'a> {
+    /// Rows.
+    pub n: usize,
+    /// `n × spec.len()` features.
+    pub features: &'a [f32],
+    /// `n × CONTEXT_NAMES.len()` context features.
+    pub context: &'a [f32],
+    /// Imputed values and observed masks, `n × length × metrics` each
+    /// (`WindowStore::sequence_matrix`); `None`: the sequence branches are absent.
+    pub sequences: Option<(&'a [f32], &'a [f32])>,
+    /// GNN probabilities of each row's entity, `n × K` (from [`HybridModel::gnn_scores`]; NaN
+    /// for a row whose entity is in no graph); `None`: the GNN is absent.
+    pub gnn: Option<&'a [f32]>,
+}
+
+impl<'a> ScoreInput<'a> {
+    /// Tabular rows only: the sequence and graph branches count as absent.
+    pub fn tabular(features: &'a [f32], context: &'a [f32], n: usize) -> Self {
+        ScoreInput {
+            n,
+            features,
+            context,
+            sequences: None,
+            gnn: None,
+        }
+    }
+}
+
 /// The trained ensemble.
 #[derive(Debug)]
 pub struct HybridModel {
@@ -69,65 +163,168 @@ pub struct HybridModel {
     pub branches: Vec<Branch>,
     pub kinds: Vec<KindModel>,
     pub mlp: Option<(MlpModel, Standardizer)>,
+    /// With the standardiser of its input channels (see `inputs`).
+    pub lstm: Option<(LstmModel, Standardizer)>,
+    pub tcn: Option<(TcnModel, Standardizer)>,
+    /// With the standardiser of the node feature rows.
+    pub gnn: Option<(GnnModel, Standardizer)>,
     pub report: TrainReport,
     /// Set when loaded from a bundle: the bundle's model version.
     pub version: String,
 }
 
 impl HybridModel {
-    /// Branch probabilities for every kind: `[kind][row * B + b]`.
-    pub fn branch_scores(&self, x: &[f32], n: usize) -> Result<Vec<Vec<f64>>, HybridError> {
-        let d = self.spec.len();
-        let b = self.branches.len();
-        let feats = Features::f32(x, d)?;
-        let mlp = match &self.mlp {
-            Some((m, scaler)) if self.branches.contains(&Branch::Mlp) => {
-                let t = scaler.transform_tabular(&Tabular::new(n, d, x.to_vec())?)?;
-                Some(m.predict_batched(&t, 4096)?)
-            }
-            _ => None,
+    /// Whether the model has a trained branch that reads sequences.
+    pub fn needs_sequences(&self) -> bool {
+        self.branches.iter().any(|b| b.needs_sequences())
+            && (self.lstm.is_some() || self.tcn.is_some())
+    }
+
+    /// GNN probabilities of every node of one tick's graph, `nodes × K` (row `i` is
+    /// `g.ids[i]`); `None` when the model has no GNN. `g`'s features are the feature rows of
+    /// the entities scored at that tick (`LiveGraph::export`), as in training.
+    pub fn gnn_scores(&self, g: &GraphExport) -> Result<Option<Vec<f32>>, HybridError> {
+        let Some((m, scaler)) = self
+            .gnn
+            .as_ref()
+            .filter(|_| self.branches.contains(&Branch::Gnn))
+        else {
+            return Ok(None);
         };
-        let mut out = Vec::with_capacity(K);
-        for (k, km) in self.kinds.iter().enumerate() {
-            let mut s = vec![f64::NAN; n * b];
-            for (j, br) in self.branches.iter().enumerate() {
-                let col: Option<Vec<f64>> = match br {
-                    Branch::Gbdt => km
-                        .gbdt
-                        .as_ref()
-                        .map(|g| g.predict_proba(feats))
-                        .transpose()?,
-                    Branch::Logistic => km
-                        .logistic
+        if g.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        Ok(Some(m.predict(&inputs::gnn_input(g, scaler)?)?))
+    }
+
+    /// One branch's probabilities of every row, per kind: `[kind][row]`; `None` for a kind
+    /// (or all kinds) where the branch is absent — not trained, or its input not given.
+    pub fn branch_probabilities(
+        &self,
+        branch: Branch,
+        input: &ScoreInput<'_>,
+    ) -> Result<Vec<Option<Vec<f64>>>, HybridError> {
+        let n = input.n;
+        let d = self.spec.len();
+        let feats = Features::f32(input.features, d)?;
+        if feats.rows() != n {
+            return Err(HybridError::Invalid(format!(
+                "{} feature rows for {n} rows",
+                feats.rows()
+            )));
+        }
+        let absent = || Ok((0..K).map(|_| None).collect());
+        if !self.branches.contains(&branch) {
+            return absent();
+        }
+        let heads = |p: Vec<f32>| -> Vec<Option<Vec<f64>>> {
+            (0..K)
+                .map(|k| Some((0..n).map(|i| f64::from(p[i * K + k])).collect()))
+                .collect()
+        };
+        let sequences = |scaler: &Standardizer| -> Result<Option<Sequences>, HybridError> {
+            let Some((values, mask)) = input.sequences else {
+                return Ok(None);
+            };
+            let (length, metrics) = (self.spec.length, self.spec.metrics.len());
+            let mut s = inputs::seq_raw(values, mask, n, length, metrics)?;
+            scaler.transform_in_place(&mut s.x)?;
+            Ok(Some(s))
+        };
+        match branch {
+            Branch::Gbdt => self
+                .kinds
+                .iter()
+                .map(|km| km.gbdt.as_ref().map(|g| g.predict_proba(feats)).transpose())
+                .collect::<Result<_, _>>()
+                .map_err(HybridError::from),
+            Branch::Logistic => self
+                .kinds
+                .iter()
+                .map(|km| {
+                    km.logistic
                         .as_ref()
                         .map(|l| l.predict_proba(feats))
-                        .transpose()?,
-                    Branch::Mlp => mlp
-                        .as_ref()
-                        .map(|p| (0..n).map(|i| f64::from(p[i * K + k])).collect()),
-                };
+                        .transpose()
+                })
+                .collect::<Result<_, _>>()
+                .map_err(HybridError::from),
+            Branch::Mlp => match &self.mlp {
+                Some((m, scaler)) => {
+                    let t =
+                        scaler.transform_tabular(&Tabular::new(n, d, input.features.to_vec())?)?;
+                    Ok(heads(m.predict_batched(&t, 4096)?))
+                }
+                None => absent(),
+            },
+            Branch::Lstm => match &self.lstm {
+                Some((m, scaler)) => match sequences(scaler)? {
+                    Some(s) => Ok(heads(m.predict_batched(&s, 1024)?)),
+                    None => absent(),
+                },
+                None => absent(),
+            },
+            Branch::Tcn => match &self.tcn {
+                Some((m, scaler)) => match sequences(scaler)? {
+                    Some(s) => Ok(heads(m.predict_batched(&s, 1024)?)),
+                    None => absent(),
+                },
+                None => absent(),
+            },
+            Branch::Gnn => match input.gnn {
+                Some(g) if self.gnn.is_some() => {
+                    if g.len() != n * K {
+                        return Err(HybridError::Invalid(format!(
+                            "{} GNN scores for {n} rows of {K} kinds",
+                            g.len()
+                        )));
+                    }
+                    Ok(heads(g.to_vec()))
+                }
+                _ => absent(),
+            },
+        }
+    }
+
+    /// Branch probabilities for every kind: `[kind][row * B + b]` (NaN where absent).
+    pub fn branch_scores(&self, input: &ScoreInput<'_>) -> Result<Vec<Vec<f64>>, HybridError> {
+        let n = input.n;
+        let b = self.branches.len();
+        let mut out = vec![vec![f64::NAN; n * b]; K];
+        for (j, &br) in self.branches.iter().enumerate() {
+            for (s, col) in out.iter_mut().zip(self.branch_probabilities(br, input)?) {
                 if let Some(col) = col {
-                    for i in 0..n {
-                        s[i * b + j] = col[i];
+                    for (i, v) in col.into_iter().enumerate() {
+                        s[i * b + j] = v;
                     }
                 }
             }
-            out.push(s);
         }
         Ok(out)
     }
 
-    /// Ensemble scores of `n` rows: features (`n × spec.len()`) and context
-    /// (`n × CONTEXT_NAMES.len()`).
+    /// Ensemble scores of `n` tabular rows: features (`n × spec.len()`) and context
+    /// (`n × CONTEXT_NAMES.len()`). The sequence and graph branches count as absent (the
+    /// meta-learner renormalises over the others): feed them with [`score_inputs`](Self::score_inputs)
+    /// or [`score_dataset`](Self::score_dataset).
     pub fn score(&self, x: &[f32], ctx: &[f32], n: usize) -> Result<Vec<RowScores>, HybridError> {
+        self.score_inputs(&ScoreInput::tabular(x, ctx, n))
+    }
+
+    /// Ensemble scores of a batch of rows with every input the branches read.
+    pub fn score_inputs(&self, input: &ScoreInput<'_>) -> Result<Vec<RowScores>, HybridError> {
+        let n = input.n;
         let b = self.branches.len();
-        let branch = self.branch_scores(x, n)?;
+        let branch = self.branch_scores(input)?;
         let c = auspex_train::CONTEXT_NAMES.len();
         let mut out = Vec::with_capacity(K);
         for (km, s) in self.kinds.iter().zip(branch) {
             let rs = match &km.meta {
                 Some(meta) => {
-                    let p = meta.predict(Features::f64(&s, b)?, Some(Features::f32(ctx, c)?))?;
+                    let p = meta.predict(
+                        Features::f64(&s, b)?,
+                        Some(Features::f32(input.context, c)?),
+                    )?;
                     RowScores {
                         proba: p.proba,
                         branch: s,
@@ -143,6 +340,106 @@ impl HybridModel {
             out.push(rs);
         }
         Ok(out)
+    }
+
+    /// GNN probabilities of every row of `ds`, `rows × K`, from its graph snapshots (NaN for
+    /// rows in no snapshot); `None` when the model has no GNN or `ds` no snapshots.
+    pub fn gnn_rows(&self, ds: &Dataset) -> Result<Option<Vec<f32>>, HybridError> {
+        if self.gnn.is_none() || !self.branches.contains(&Branch::Gnn) || ds.snapshots.is_empty() {
+            return Ok(None);
+        }
+        let mut out = vec![f32::NAN; ds.len() * K];
+        for snap in &ds.snapshots {
+            let Some(p) = self.gnn_scores(&snap.graph)? else {
+                return Ok(None);
+            };
+            for (node, row) in snap.rows.iter().enumerate() {
+                if let Some(r) = row {
+                    let r = *r as usize;
+                    out[r * K..(r + 1) * K].copy_from_slice(&p[node * K..(node + 1) * K]);
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Ensemble scores of every row of a data set built with `config.dataset` (sequences and
+    /// snapshots, when the model's branches need them, come from `ds`), in chunks of rows.
+    pub fn score_dataset(&self, ds: &Dataset) -> Result<Vec<RowScores>, HybridError> {
+        let n = ds.len();
+        let (d, c) = (ds.width(), auspex_train::CONTEXT_NAMES.len());
+        let gnn = self.gnn_rows(ds)?;
+        let seq = ds.sequences.as_ref().filter(|_| self.needs_sequences());
+        if let Some(s) = seq
+            && (s.length, s.metrics) != (self.spec.length, self.spec.metrics.len())
+        {
+            return Err(HybridError::Invalid(format!(
+                "dataset sequences are {} × {}, the model's windows {} × {}",
+                s.length,
+                s.metrics,
+                self.spec.length,
+                self.spec.metrics.len()
+            )));
+        }
+        let mut out: Vec<RowScores> = (0..K).map(|_| RowScores::default()).collect();
+        const CHUNK: usize = 8192;
+        for start in (0..n).step_by(CHUNK) {
+            let end = (start + CHUNK).min(n);
+            let cells = self.spec.length * self.spec.metrics.len();
+            let input = ScoreInput {
+                n: end - start,
+                features: &ds.features[start * d..end * d],
+                context: &ds.context[start * c..end * c],
+                sequences: seq.map(|s| {
+                    (
+                        &s.values[start * cells..end * cells],
+                        &s.mask[start * cells..end * cells],
+                    )
+                }),
+                gnn: gnn.as_ref().map(|g| &g[start * K..end * K]),
+            };
+            for (o, part) in out.iter_mut().zip(self.score_inputs(&input)?) {
+                o.proba.extend(part.proba);
+                o.branch.extend(part.branch);
+                o.weights.extend(part.weights);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Kind `k`'s ensemble without `branch` (its leave-one-out meta-learner, see
+    /// [`KindModel::ablations`]) on rows already scored into `rs` with `context`; `None` when
+    /// training fitted no such ablation.
+    pub fn ensemble_without(
+        &self,
+        k: usize,
+        branch: Branch,
+        rs: &RowScores,
+        context: &[f32],
+    ) -> Result<Option<Vec<f64>>, HybridError> {
+        let Some((_, meta)) = self.kinds[k].ablations.iter().find(|(b, _)| *b == branch) else {
+            return Ok(None);
+        };
+        let Some(j) = self.branches.iter().position(|b| *b == branch) else {
+            return Ok(None);
+        };
+        let b = self.branches.len();
+        let kept: Vec<f64> = rs
+            .branch
+            .chunks_exact(b)
+            .flat_map(|row| {
+                row.iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != j)
+                    .map(|(_, v)| *v)
+            })
+            .collect();
+        let c = auspex_train::CONTEXT_NAMES.len();
+        let p = meta.predict(
+            Features::f64(&kept, b - 1)?,
+            Some(Features::f32(context, c)?),
+        )?;
+        Ok(Some(p.proba))
     }
 
     /// Writes the model as a bundle directory (every file listed with its SHA-256).
@@ -165,16 +462,35 @@ impl HybridModel {
             if let Some(m) = &km.meta {
                 w.add_file(&format!("{kind}/meta.json"), &m.to_bytes()?)?;
             }
+            for (branch, m) in &km.ablations {
+                w.add_file(
+                    &format!("{kind}/meta_without_{branch}.json"),
+                    &m.to_bytes()?,
+                )?;
+            }
         }
         if let Some((m, scaler)) = &self.mlp {
             w.add_file("mlp.bin", &m.to_bytes()?)?;
             w.add_file("mlp_scaler.json", &json(scaler)?)?;
+        }
+        if let Some((m, scaler)) = &self.lstm {
+            w.add_file("lstm.bin", &m.to_bytes()?)?;
+            w.add_file("lstm_scaler.json", &json(scaler)?)?;
+        }
+        if let Some((m, scaler)) = &self.tcn {
+            w.add_file("tcn.bin", &m.to_bytes()?)?;
+            w.add_file("tcn_scaler.json", &json(scaler)?)?;
+        }
+        if let Some((m, scaler)) = &self.gnn {
+            w.add_file("gnn.bin", &m.to_bytes()?)?;
+            w.add_file("gnn_scaler.json", &json(scaler)?)?;
         }
         let manifest = w.finish(metadata)?;
         Ok(manifest.model_version)
     }
 
     /// Loads a bundle, verifying every file's checksum; the neural branches go to `device`.
+    /// Bundles written before a branch existed load without it.
     pub fn load(dir: &Path, device: NnDevice) -> Result<HybridModel, HybridError> {
         let bundle = Bundle::open(dir)?;
         let read_json = |name: &str| -> Result<serde_json::Value, HybridError> {
@@ -225,19 +541,47 @@ impl HybridModel {
                     MetaLearner::from_bytes(&bundle.read(&file("meta"))?).map_err(HybridError::from)
                 })
                 .transpose()?;
+            let mut ablations = Vec::new();
+            for &branch in &branches {
+                let name = file(&format!("meta_without_{branch}"));
+                if has(&name) {
+                    ablations.push((branch, MetaLearner::from_bytes(&bundle.read(&name)?)?));
+                }
+            }
             kinds.push(KindModel {
                 gbdt,
                 logistic,
                 meta,
+                ablations,
                 threshold,
             });
         }
-        let mlp = if has("mlp.bin") {
-            let m = MlpModel::from_bytes(&bundle.read("mlp.bin")?, device)?;
-            let scaler: Standardizer = de(typed("mlp_scaler.json")?)?;
-            Some((m, scaler))
-        } else {
-            None
+        let scaler = |name: &str| -> Result<Standardizer, HybridError> {
+            de(typed(&format!("{name}_scaler.json"))?)
+        };
+        let weights = |name: &str| -> Result<Option<Vec<u8>>, HybridError> {
+            let file = format!("{name}.bin");
+            Ok(if has(&file) {
+                Some(bundle.read(&file)?)
+            } else {
+                None
+            })
+        };
+        let mlp = match weights("mlp")? {
+            Some(b) => Some((MlpModel::from_bytes(&b, device)?, scaler("mlp")?)),
+            None => None,
+        };
+        let lstm = match weights("lstm")? {
+            Some(b) => Some((LstmModel::from_bytes(&b, device)?, scaler("lstm")?)),
+            None => None,
+        };
+        let tcn = match weights("tcn")? {
+            Some(b) => Some((TcnModel::from_bytes(&b, device)?, scaler("tcn")?)),
+            None => None,
+        };
+        let gnn = match weights("gnn")? {
+            Some(b) => Some((GnnModel::from_bytes(&b, device)?, scaler("gnn")?)),
+            None => None,
         };
         Ok(HybridModel {
             config,
@@ -245,6 +589,9 @@ impl HybridModel {
             branches,
             kinds,
             mlp,
+            lstm,
+            tcn,
+            gnn,
             report,
             version: bundle.manifest().model_version.clone(),
         })

@@ -34,7 +34,7 @@ pub struct TrainArgs {
     /// Where to write the model bundle (a directory; must not exist or be empty).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Branches to train (comma-separated: gbdt, logistic, mlp).
+    /// Branches to train (comma-separated: gbdt, logistic, mlp, lstm, tcn, gnn).
     #[arg(long, value_delimiter = ',', default_value = "gbdt,logistic,mlp")]
     pub branches: Vec<String>,
     /// Predict incidents this many minutes ahead.
@@ -145,16 +145,13 @@ pub fn train(args: TrainArgs) -> Result<()> {
         ..HybridConfig::default()
     };
     config.dataset.horizon_ms = args.horizon_min * 60_000;
-    config.branches = args
-        .branches
-        .iter()
-        .map(|b| match b.as_str() {
-            "gbdt" => Ok(Branch::Gbdt),
-            "logistic" => Ok(Branch::Logistic),
-            "mlp" => Ok(Branch::Mlp),
-            other => bail!("--branches: unknown branch {other:?} (gbdt, logistic, mlp)"),
-        })
-        .collect::<Result<_>>()?;
+    // Also makes the dataset record sequences / graph snapshots when a branch reads them.
+    config = config.with_branches(
+        args.branches
+            .iter()
+            .map(|b| b.parse::<Branch>().context("--branches"))
+            .collect::<Result<_>>()?,
+    );
     if args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
         bail!(
             "{}: exists and is not empty; choose a new directory for the bundle",
@@ -257,7 +254,7 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
         .context("the data's features differ from the model's")?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}", args.out.display()))?;
     let n = ds.len();
-    let scores = model.score(&ds.features, &ds.context, n)?;
+    let scores = model.score_dataset(&ds)?;
     let b = model.branches.len();
 
     let mut report = serde_json::Map::new();
@@ -299,6 +296,12 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
             })
             .collect();
         rows.push(("ensemble".into(), scores[k].proba.clone()));
+        // Leave-one-out ensembles fitted in training (`HybridConfig::ablate`).
+        for (br, _) in &km.ablations {
+            if let Some(p) = model.ensemble_without(k, *br, &scores[k], &ds.context)? {
+                rows.push((format!("ensemble without {br}"), p));
+            }
+        }
         for (name, s) in &rows {
             let s: Vec<f64> = s
                 .iter()
