@@ -39,9 +39,11 @@ use crate::model::{Branch, HybridModel, K, KindModel};
 /// ([`HybridConfig::with_branches`]): the serving scorer runs the GNN at every tick, so with
 /// every tick recorded each training, validation and evaluation row has a GNN score exactly as
 /// served, and the meta-learner's gate learns from all rows rather than a strided subset.
-/// Recording is cheap (one export per tick, ~50 nodes); the cost is in fitting, bounded by
-/// [`HybridConfig::gnn_max_snapshots`] (evenly spaced snapshots per fit: neighbouring ticks
-/// are 15 s apart and nearly identical).
+/// Recording is cheap: one export per tick (the default simulator cluster has 46 nodes and
+/// ~76 edges: ~30 KB of node features, ~90 MB for a 12-hour run). The cost is in fitting,
+/// bounded by [`HybridConfig::gnn_max_snapshots`] (evenly spaced snapshots per fit:
+/// neighbouring ticks are 15 s apart and nearly identical); the GNN's four fits took 14 s of
+/// the 2-seed training's 220 CPU-seconds.
 pub const GNN_SNAPSHOT_EVERY_TICKS: usize = 1;
 
 /// Everything that shapes training; stored in the bundle.
