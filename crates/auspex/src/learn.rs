@@ -34,8 +34,13 @@ pub struct TrainArgs {
     /// Where to write the model bundle (a directory; must not exist or be empty).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Branches to train (comma-separated: gbdt, logistic, mlp, lstm, tcn, gnn).
-    #[arg(long, value_delimiter = ',', default_value = "gbdt,logistic,mlp")]
+    /// Branches to train (comma-separated: gbdt, logistic, mlp, lstm, tcn, gnn); the default
+    /// is `auspex_hybrid::Branch::DEFAULT`.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "gbdt,logistic,mlp,lstm,gnn"
+    )]
     pub branches: Vec<String>,
     /// Predict incidents this many minutes ahead.
     #[arg(long, default_value_t = 15)]
