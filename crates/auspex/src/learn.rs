@@ -34,14 +34,12 @@ pub struct TrainArgs {
     /// Where to write the model bundle (a directory; must not exist or be empty).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Branches to train (comma-separated: gbdt, logistic, mlp, lstm, tcn, gnn); the default
-    /// is `auspex_hybrid::Branch::DEFAULT`.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "gbdt,logistic,mlp,lstm,gnn"
-    )]
-    pub branches: Vec<String>,
+    /// Branches to train (comma-separated: gbdt, logistic, mlp, lstm, tcn, gnn). Default:
+    /// gbdt,logistic,mlp,lstm,gnn (`auspex_hybrid::Branch::DEFAULT`); with `--format smd|nab`
+    /// gbdt,logistic,mlp (no graph there, and sequences of every minute of every machine
+    /// would take gigabytes); with `--format nezha` gbdt,logistic,mlp,gnn.
+    #[arg(long, value_delimiter = ',')]
+    pub branches: Option<Vec<String>>,
     /// Predict incidents this many minutes ahead.
     #[arg(long, default_value_t = 15)]
     pub horizon_min: i64,
@@ -151,12 +149,17 @@ pub fn train(args: TrainArgs) -> Result<()> {
     };
     config.dataset.horizon_ms = args.horizon_min * 60_000;
     // Also makes the dataset record sequences / graph snapshots when a branch reads them.
-    config = config.with_branches(
-        args.branches
+    config = config.with_branches(match &args.branches {
+        Some(list) => list
             .iter()
             .map(|b| b.parse::<Branch>().context("--branches"))
             .collect::<Result<_>>()?,
-    );
+        None => match args.format {
+            Format::Source => Branch::DEFAULT.to_vec(),
+            Format::Smd | Format::Nab => vec![Branch::Gbdt, Branch::Logistic, Branch::Mlp],
+            Format::Nezha => vec![Branch::Gbdt, Branch::Logistic, Branch::Mlp, Branch::Gnn],
+        },
+    });
     if args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
         bail!(
             "{}: exists and is not empty; choose a new directory for the bundle",
