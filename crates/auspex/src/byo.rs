@@ -113,7 +113,7 @@ fn union_of_columns(src: &SmdSource) -> Vec<String> {
 /// One anomaly score per row: the largest, over the heads, of the head's probability over its
 /// threshold, so a row alerts (score >= 1) when any head would.
 pub fn anomaly_scores(model: &HybridModel, ds: &Dataset) -> Result<Vec<f64>> {
-    let per_kind = model.score(&ds.features, &ds.context, ds.len())?;
+    let per_kind = model.score_dataset(ds)?;
     let mut out = vec![f64::NAN; ds.len()];
     for (km, s) in model.kinds.iter().zip(&per_kind) {
         if km.meta.is_none() {

@@ -37,7 +37,8 @@ pub struct TrainArgs {
     /// Branches to train (comma-separated: gbdt, logistic, mlp, lstm, tcn, gnn). Default:
     /// gbdt,logistic,mlp,lstm,gnn (`auspex_hybrid::Branch::DEFAULT`); with `--format smd|nab`
     /// gbdt,logistic,mlp (no graph there, and sequences of every minute of every machine
-    /// would take gigabytes); with `--format nezha` gbdt,logistic,mlp,gnn.
+    /// would take gigabytes); with `--format nezha` also gbdt,logistic,mlp (adding the GNN
+    /// lost validation PR-AUC on two of its three kinds, see the README).
     #[arg(long, value_delimiter = ',')]
     pub branches: Option<Vec<String>>,
     /// Predict incidents this many minutes ahead.
@@ -156,8 +157,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
             .collect::<Result<_>>()?,
         None => match args.format {
             Format::Source => Branch::DEFAULT.to_vec(),
-            Format::Smd | Format::Nab => vec![Branch::Gbdt, Branch::Logistic, Branch::Mlp],
-            Format::Nezha => vec![Branch::Gbdt, Branch::Logistic, Branch::Mlp, Branch::Gnn],
+            Format::Smd | Format::Nab | Format::Nezha => {
+                vec![Branch::Gbdt, Branch::Logistic, Branch::Mlp]
+            }
         },
     });
     if args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
