@@ -189,10 +189,17 @@ mod tests {
         let s = FeatureSpec::new(&c);
         let with_limit = c.metrics.iter().filter(|m| limit_of(m).is_some()).count();
         assert_eq!(with_limit, 2);
-        assert_eq!(s.len(), c.metrics.len() * STATS.len() + with_limit * 2 + 1);
+        let tail = 1 + AGGREGATES.len();
+        assert_eq!(
+            s.len(),
+            c.metrics.len() * STATS.len() + with_limit * 2 + tail
+        );
         assert_eq!(s.names[0], "cpu_usage_cores.mean");
-        assert_eq!(s.names[8], "cpu_usage_cores.utilisation");
-        assert_eq!(s.names[9], "cpu_usage_cores.time_to_exhaustion_seconds");
+        assert_eq!(s.names[7], "cpu_usage_cores.zscore");
+        assert_eq!(s.names[8], "cpu_usage_cores.baseline_z");
+        assert_eq!(s.names[10], "cpu_usage_cores.utilisation");
+        assert_eq!(s.names[11], "cpu_usage_cores.time_to_exhaustion_seconds");
+        assert_eq!(s.names[s.len() - tail], COMPLETENESS);
         assert_eq!(s.names.last().unwrap(), AGGREGATES[2]);
         let mut sorted = s.names.clone();
         sorted.sort();
