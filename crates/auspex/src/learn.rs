@@ -362,6 +362,20 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
                         "median_lead_seconds": median(&secs),
                     }),
                 );
+                let op = recall_at_event_precision(&series, &cfg, &s, 0.9)?;
+                eprintln!(
+                    "{kind}: event recall at event precision >= 0.9: {}",
+                    op.as_ref()
+                        .map_or("none".into(), |(r, _, _)| format!("{r:.3}"))
+                );
+                kind_json.insert(
+                    "event_recall_at_precision_0_9".into(),
+                    json!(op.map(|(recall, precision, threshold)| json!({
+                        "recall": recall,
+                        "precision": precision,
+                        "threshold": threshold,
+                    }))),
+                );
                 auspex_train::plot::lead_time_histogram(
                     &args.out.join(format!("lead_time_{kind}.svg")),
                     &format!("{kind}: lead time before the incident"),
@@ -586,6 +600,37 @@ fn evaluate_nab(args: &EvaluateArgs, model: &HybridModel) -> Result<()> {
     eprintln!("{md}");
     eprintln!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// The highest event recall over thresholds whose event precision reaches `min_precision`,
+/// as (recall, precision, threshold); thresholds are up to 200 quantiles of the scores. It
+/// reads the test labels to choose its threshold, so it summarises the ranking (like PR-AUC)
+/// and is never the bundle's result, which uses the threshold from training.
+fn recall_at_event_precision(
+    series: &[Series],
+    cfg: &EvalConfig,
+    scores: &[f64],
+    min_precision: f64,
+) -> Result<Option<(f64, f64, f64)>> {
+    let mut qs: Vec<f64> = scores.iter().copied().filter(|v| v.is_finite()).collect();
+    qs.sort_by(f64::total_cmp);
+    qs.dedup();
+    let step = (qs.len() / 200).max(1);
+    let mut best: Option<(f64, f64, f64)> = None;
+    for &t in qs.iter().step_by(step) {
+        let rep = auspex_train::evaluate(
+            series,
+            &EvalConfig {
+                threshold: t,
+                ..cfg.clone()
+            },
+        )?;
+        let e = &rep.overall.event;
+        if e.alerts > 0 && e.precision >= min_precision && best.is_none_or(|b| e.recall > b.0) {
+            best = Some((e.recall, e.precision, t));
+        }
+    }
+    Ok(best)
 }
 
 fn median(v: &[f64]) -> Option<f64> {
