@@ -110,6 +110,18 @@ fn union_of_columns(src: &SmdSource) -> Vec<String> {
     out
 }
 
+/// Replays `src` into rows as the model's training did, checks the features mean what the
+/// model saw, and scores every row ([`anomaly_scores`]).
+fn replay_and_score(model: &HybridModel, src: &mut dyn Source) -> Result<(Dataset, Vec<f64>)> {
+    let ds = auspex_train::build(src, &model.config.dataset)
+        .with_context(|| format!("replaying {}", src.describe()))?;
+    ds.spec
+        .check(&model.spec)
+        .context("the data's features differ from the model's")?;
+    let scores = anomaly_scores(model, &ds)?;
+    Ok((ds, scores))
+}
+
 /// One anomaly score per row: the largest, over the heads, of the head's probability over its
 /// threshold, so a row alerts (score >= 1) when any head would.
 pub fn anomaly_scores(model: &HybridModel, ds: &Dataset) -> Result<Vec<f64>> {
@@ -142,12 +154,7 @@ pub fn smd_evaluate(model: &HybridModel, dir: &Path) -> Result<SmdEvaluation> {
     let mut src = SmdSource::new(SmdConfig::new(dir).half(SmdHalf::Both))
         .with_context(|| format!("reading {} as an SMD-style directory", dir.display()))?;
     let points = src.point_labels();
-    let ds = auspex_train::build(&mut src, &model.config.dataset)
-        .with_context(|| format!("replaying {}", src.describe()))?;
-    ds.spec
-        .check(&model.spec)
-        .context("the data's features differ from the model's")?;
-    let scores = anomaly_scores(model, &ds)?;
+    let (ds, scores) = replay_and_score(model, &mut src)?;
     let baseline = zscore_baseline(&ds, &points)?;
 
     let series = |scores: &[f64]| series_of(&ds, &points, scores);
@@ -337,12 +344,7 @@ pub struct NezhaEvaluation {
 /// Scores every row of a Nezha-style directory.
 pub fn nezha_evaluate(model: &HybridModel, dir: &Path) -> Result<NezhaEvaluation> {
     let mut src = nezha_source(dir)?;
-    let ds = auspex_train::build(&mut src, &model.config.dataset)
-        .with_context(|| format!("replaying {}", src.describe()))?;
-    ds.spec
-        .check(&model.spec)
-        .context("the data's features differ from the model's")?;
-    let scores = anomaly_scores(model, &ds)?;
+    let (ds, scores) = replay_and_score(model, &mut src)?;
     let cut = nezha_cutoffs(&ds.incidents);
     let held = |t: TimestampMs| is_held_out(&cut, t);
     let cfg = EvalConfig {
@@ -449,12 +451,7 @@ pub fn nab_training(dir: &Path, config: &mut HybridConfig) -> Result<Dataset> {
 /// Scores a NAB-style directory; the report covers each series after its probationary period.
 pub fn nab_evaluate(model: &HybridModel, dir: &Path) -> Result<Report> {
     let mut src = nab_source(dir)?;
-    let ds = auspex_train::build(&mut src, &model.config.dataset)
-        .with_context(|| format!("replaying {}", src.describe()))?;
-    ds.spec
-        .check(&model.spec)
-        .context("the data's features differ from the model's")?;
-    let scores = anomaly_scores(model, &ds)?;
+    let (ds, scores) = replay_and_score(model, &mut src)?;
     let cut = nab_cutoffs(&ds);
     let keep: Vec<usize> = (0..ds.len())
         .filter(|&i| ds.label_ms[i] >= cut[&ds.entity[i]])
