@@ -433,15 +433,10 @@ fn evaluate_smd(args: &EvaluateArgs, model: &HybridModel) -> Result<()> {
     let ev = byo::smd_evaluate(model, Path::new(&args.source))?;
     pb.finish_and_clear();
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}", args.out.display()))?;
-    let json = ev.report.to_json();
-    write(&args.out.join("report.json"), &json)?;
     write(
         &args.out.join("baseline_zscore.json"),
         &ev.baseline.to_json(),
     )?;
-    if let Some(path) = &args.json {
-        write(path, &json)?;
-    }
     let mut table = AblationTable::new([
         ("point F1", Some(true)),
         ("point precision", Some(true)),
@@ -479,10 +474,7 @@ fn evaluate_smd(args: &EvaluateArgs, model: &HybridModel) -> Result<()> {
         args.source,
         table.render()
     );
-    write(&args.out.join("report.md"), &md)?;
-    eprintln!("{}", table.render());
-    eprintln!("wrote {}", args.out.display());
-    Ok(())
+    write_byo_reports(args, &ev.report.to_json(), &md, &table.render())
 }
 
 fn evaluate_nezha(args: &EvaluateArgs, model: &HybridModel) -> Result<()> {
@@ -499,10 +491,6 @@ fn evaluate_nezha(args: &EvaluateArgs, model: &HybridModel) -> Result<()> {
         serde_json::to_value(&ev.fault_types_held_out)?,
     );
     let json = serde_json::to_string_pretty(&value)?;
-    write(&args.out.join("report.json"), &json)?;
-    if let Some(path) = &args.json {
-        write(path, &json)?;
-    }
     let mut table = AblationTable::new([
         ("point F1", Some(true)),
         ("point precision", Some(true)),
@@ -546,10 +534,7 @@ fn evaluate_nezha(args: &EvaluateArgs, model: &HybridModel) -> Result<()> {
             r.faults, r.detected, r.recall, h.faults, h.recall
         );
     }
-    write(&args.out.join("report.md"), &md)?;
-    eprintln!("{md}");
-    eprintln!("wrote {}", args.out.display());
-    Ok(())
+    write_byo_reports(args, &json, &md, &md)
 }
 
 fn evaluate_nab(args: &EvaluateArgs, model: &HybridModel) -> Result<()> {
@@ -558,10 +543,6 @@ fn evaluate_nab(args: &EvaluateArgs, model: &HybridModel) -> Result<()> {
     pb.finish_and_clear();
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}", args.out.display()))?;
     let json = report.to_json();
-    write(&args.out.join("report.json"), &json)?;
-    if let Some(path) = &args.json {
-        write(path, &json)?;
-    }
     let mut table = AblationTable::new([
         ("windows", None),
         ("event recall", Some(true)),
@@ -596,10 +577,7 @@ fn evaluate_nab(args: &EvaluateArgs, model: &HybridModel) -> Result<()> {
         byo::NAB_PROBATION * 100.0,
         table.render()
     );
-    write(&args.out.join("report.md"), &md)?;
-    eprintln!("{md}");
-    eprintln!("wrote {}", args.out.display());
-    Ok(())
+    write_byo_reports(args, &json, &md, &md)
 }
 
 /// The highest event recall over thresholds whose event precision reaches `min_precision`,
@@ -631,6 +609,19 @@ fn recall_at_event_precision(
         }
     }
     Ok(best)
+}
+
+/// Writes a bring-your-own evaluation: `report.json` (and the `--json` copy) and `report.md`
+/// under `--out`, then prints `summary`.
+fn write_byo_reports(args: &EvaluateArgs, json: &str, md: &str, summary: &str) -> Result<()> {
+    write(&args.out.join("report.json"), json)?;
+    if let Some(path) = &args.json {
+        write(path, json)?;
+    }
+    write(&args.out.join("report.md"), md)?;
+    eprintln!("{summary}");
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
 }
 
 fn median(v: &[f64]) -> Option<f64> {

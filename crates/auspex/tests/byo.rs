@@ -119,35 +119,30 @@ fn check_summary(s: &Value, what: &str) {
     );
 }
 
+/// `auspex train --format F` on `data`, then `evaluate --format F --json`, in `tmp`; returns
+/// the JSON report and the evaluation's `--out` directory.
+fn train_and_evaluate(format: &str, data: &Path, tmp: &Path) -> (Value, std::path::PathBuf) {
+    let (bundle, report, out) = (
+        tmp.join("bundle"),
+        tmp.join("report.json"),
+        tmp.join("eval"),
+    );
+    let [d, b, r, o] = [data, &bundle, &report, &out].map(|p| p.to_str().unwrap());
+    auspex(&["train", "--format", format, "--data", d, "--out", b]);
+    auspex(&[
+        "evaluate", "--format", format, "--model", b, "--data", d, "--json", r, "--out", o,
+    ]);
+    let report = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    (report, out)
+}
+
 #[test]
 fn smd_layout_train_and_evaluate() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     std::fs::create_dir(&data).unwrap();
     let anomalies = write_smd_layout(&data);
-    let bundle = tmp.path().join("bundle");
-    let report = tmp.path().join("report.json");
-    let (d, b, r) = (
-        data.to_str().unwrap(),
-        bundle.to_str().unwrap(),
-        report.to_str().unwrap(),
-    );
-    auspex(&["train", "--format", "smd", "--data", d, "--out", b]);
-    let out = tmp.path().join("eval");
-    auspex(&[
-        "evaluate",
-        "--format",
-        "smd",
-        "--model",
-        b,
-        "--data",
-        d,
-        "--json",
-        r,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let (report, out) = train_and_evaluate("smd", &data, tmp.path());
     check_summary(&report["overall"], "overall");
     let per_entity = report["per_entity"].as_object().unwrap();
     assert_eq!(per_entity.len(), 3, "{:?}", per_entity.keys());
@@ -182,28 +177,7 @@ fn nezha_layout_train_and_evaluate() {
     let data =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/nezha-onlineboutique");
     let tmp = tempfile::tempdir().unwrap();
-    let bundle = tmp.path().join("bundle");
-    let report = tmp.path().join("report.json");
-    let (d, b, r) = (
-        data.to_str().unwrap(),
-        bundle.to_str().unwrap(),
-        report.to_str().unwrap(),
-    );
-    auspex(&["train", "--format", "nezha", "--data", d, "--out", b]);
-    auspex(&[
-        "evaluate",
-        "--format",
-        "nezha",
-        "--model",
-        b,
-        "--data",
-        d,
-        "--json",
-        r,
-        "--out",
-        tmp.path().join("eval").to_str().unwrap(),
-    ]);
-    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let (report, _) = train_and_evaluate("nezha", &data, tmp.path());
     check_summary(&report["overall"], "overall");
     check_summary(&report["held_out"]["overall"], "held_out");
     let pods = report["per_entity"].as_object().unwrap();
@@ -213,8 +187,7 @@ fn nezha_layout_train_and_evaluate() {
         (a + f(&t["faults"]), b + f(&t["detected"]))
     });
     eprintln!("held-out faults detected: {detected} of {faults}");
-    // Measured: 21 of 28 held-out faults; most misses are
-    // network delays.
+    // Measured: 21 of 28 held-out faults; most misses are network delays.
     assert!(faults >= 20.0, "{faults} held-out faults");
     assert!(detected / faults >= 0.5, "{detected} of {faults}");
 }
@@ -223,36 +196,14 @@ fn nezha_layout_train_and_evaluate() {
 fn nab_layout_train_and_evaluate() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/nab");
     let tmp = tempfile::tempdir().unwrap();
-    let bundle = tmp.path().join("bundle");
-    let report = tmp.path().join("report.json");
-    let (d, b, r) = (
-        data.to_str().unwrap(),
-        bundle.to_str().unwrap(),
-        report.to_str().unwrap(),
-    );
-    auspex(&["train", "--format", "nab", "--data", d, "--out", b]);
-    auspex(&[
-        "evaluate",
-        "--format",
-        "nab",
-        "--model",
-        b,
-        "--data",
-        d,
-        "--json",
-        r,
-        "--out",
-        tmp.path().join("eval").to_str().unwrap(),
-    ]);
-    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let (report, _) = train_and_evaluate("nab", &data, tmp.path());
     check_summary(&report["overall"], "overall");
     assert_eq!(report["per_entity"].as_object().unwrap().len(), 24);
     let o = &report["overall"];
     let (windows, recall) = (f(&o["event"]["anomalies"]), f(&o["event"]["recall"]));
     eprintln!("NAB after probation: {windows} windows, event recall {recall:.3}");
     // Measured: 23 (test profile) to 27 (release) of 48 windows after the probationary 15 %,
-    // about 0.7 false alerts a
-    // series-day.
+    // about 0.7 false alerts a series-day.
     assert!(windows >= 40.0, "{windows} windows");
     assert!(recall >= 0.35, "event recall {recall}");
 }
