@@ -12,7 +12,11 @@ use auspex_ingest::{
 use auspex_model::{AnomalyKind, EntityKind, TopologyChange, metrics};
 
 fn data(set: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")).join(set)
+    // Read at run time: the compile-time value is stale when a shared target directory holds
+    // a binary built from another clone of the repository.
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo test"))
+        .join("../../../shared/data")
+        .join(set)
 }
 
 /// Every record's timestamp is not before the previous one's; returns the samples per entity.

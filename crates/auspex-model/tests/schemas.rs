@@ -11,7 +11,9 @@ use auspex_model::{Alert, IncidentLabel, MetricSample, SCHEMA_VERSION, TopologyE
 use serde_json::Value;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    // Read at run time: the compile-time value is stale when a shared target directory holds
+    // a binary built from another clone of the repository.
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo test")).join("../..")
 }
 
 struct Wire {

@@ -10,7 +10,7 @@ use auspex_model::{AnomalyKind, EntityId, EntityRef, IncidentLabel};
 use auspex_sim::{FaultKind, ScheduledFault, SimConfig};
 use auspex_train::{Dataset, DatasetConfig, SplitScope, build};
 use auspex_window::{WindowConfig, WindowStore};
-use common::{DATA, VecSource, pod_sample};
+use common::{VecSource, data, pod_sample};
 
 const RES: i64 = 15_000;
 const T0: i64 = RES * 100_000;
@@ -360,7 +360,7 @@ fn time_splits_do_not_overlap_and_subsampling_keeps_positives() {
 
 #[test]
 fn smd_positives_equal_the_label_column() {
-    let root = format!("{DATA}/smd");
+    let root = format!("{}/smd", data());
     let mut src = SmdSource::new(SmdConfig::new(&root).machines(["machine-1-2"])).unwrap();
     let columns = src.columns("machine-1-2").unwrap().to_vec();
     let points = src.point_labels().remove(0);

@@ -172,10 +172,17 @@ fn smd_layout_train_and_evaluate() {
     assert!(out.join("report.md").exists());
 }
 
+/// A shared data set, found at run time: the compile-time `CARGO_MANIFEST_DIR` is stale when a
+/// shared target directory holds a binary built from another clone of the repository.
+fn shared_data(set: &str) -> std::path::PathBuf {
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo test"))
+        .join("../../../shared/data")
+        .join(set)
+}
+
 #[test]
 fn nezha_layout_train_and_evaluate() {
-    let data =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/nezha-onlineboutique");
+    let data = shared_data("nezha-onlineboutique");
     let tmp = tempfile::tempdir().unwrap();
     let (report, _) = train_and_evaluate("nezha", &data, tmp.path());
     check_summary(&report["overall"], "overall");
@@ -194,7 +201,7 @@ fn nezha_layout_train_and_evaluate() {
 
 #[test]
 fn nab_layout_train_and_evaluate() {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/nab");
+    let data = shared_data("nab");
     let tmp = tempfile::tempdir().unwrap();
     let (report, _) = train_and_evaluate("nab", &data, tmp.path());
     check_summary(&report["overall"], "overall");

@@ -6,8 +6,17 @@ use std::collections::{BTreeMap, VecDeque};
 use auspex_ingest::{IngestError, Record, Source};
 use auspex_model::{Entity, EntityKind, IncidentLabel, MetricSample};
 
-/// Root of the shared data sets.
-pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data");
+/// Root of the shared data sets. Read at run time (cargo sets `CARGO_MANIFEST_DIR` for the test
+/// process): the compile-time value is stale when a shared target directory holds a binary
+/// built from another clone of the repository.
+pub fn data() -> String {
+    format!("{}/../../../shared/data", manifest_dir())
+}
+
+/// This crate's directory, as cargo gives it to the running test.
+pub fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR")
+}
 
 /// A finite source over records held in memory.
 pub struct VecSource {
