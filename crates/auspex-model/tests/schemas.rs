@@ -5,7 +5,7 @@
 //!
 //! `UPDATE_SCHEMAS=1 cargo test -p auspex-model --test schemas` rewrites the schema files.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use auspex_model::{Alert, IncidentLabel, MetricSample, SCHEMA_VERSION, TopologyEvent};
 use serde_json::Value;
