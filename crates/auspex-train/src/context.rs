@@ -1,6 +1,8 @@
 //! Context features of a scored window (entity kind, completeness, how full the window is,
-//! graph degree, volatility): what the meta-learner's gate looks at. One builder serves both
-//! training (the dataset replay) and serving (the hybrid scorer), so the two cannot differ.
+//! graph degree, volatility, and how unusual the window is for its entity): what the
+//! meta-learner's gate looks at, and the unsupervised detector branch's input. One builder
+//! serves both training (the dataset replay) and serving (the hybrid scorer), so the two
+//! cannot differ.
 
 use std::collections::HashMap;
 
@@ -8,8 +10,17 @@ use auspex_graph::LiveGraph;
 use auspex_model::{EntityId, EntityKind};
 use auspex_window::{COMPLETENESS, FeatureSpec};
 
+use crate::norm::{CausalNorm, CausalNormConfig};
+
+/// The feature the detector column normalises: the largest |baseline z| of any metric.
+pub const DETECTOR_INPUT: &str = "window.max_abs_baseline_z";
+
+/// The detector column ([`ContextBuilder`]): [`DETECTOR_INPUT`] as a robust z against the
+/// entity's own previous day of it ([`CausalNorm`]), 0 until an hour of history is known.
+pub const DETECTOR_Z: &str = "detector.z";
+
 /// Names of the context columns, in order.
-pub const CONTEXT_NAMES: [&str; 8] = [
+pub const CONTEXT_NAMES: [&str; 9] = [
     "kind.pod",
     "kind.node",
     "kind.service",
@@ -18,7 +29,11 @@ pub const CONTEXT_NAMES: [&str; 8] = [
     "window.fill",
     "graph.degree",
     "window.volatility",
+    DETECTOR_Z,
 ];
+
+/// Bound of the detector column: a spike after a flat history has an enormous robust z.
+const DETECTOR_CAP: f64 = 50.0;
 
 /// Builds context rows; remembers when each entity was first scored (for `window.fill`).
 #[derive(Debug, Clone)]
@@ -29,6 +44,8 @@ pub struct ContextBuilder {
     /// (mean, std, missing_ratio) feature indices per tracked metric.
     vol_idx: Vec<(usize, usize, usize)>,
     first_head: HashMap<EntityId, i64>,
+    detector_idx: Option<usize>,
+    detector: HashMap<EntityId, CausalNorm>,
 }
 
 impl ContextBuilder {
@@ -49,6 +66,8 @@ impl ContextBuilder {
                 .expect("every spec ends with the completeness feature"),
             vol_idx,
             first_head: HashMap::new(),
+            detector_idx: spec.index_of(DETECTOR_INPUT),
+            detector: HashMap::new(),
         }
     }
 
@@ -75,11 +94,25 @@ impl ContextBuilder {
         let degree = graph.neighbours(id, 1).len();
         out.push((degree as f32).ln_1p());
         out.push(volatility(row, &self.vol_idx));
+        let z = match self.detector_idx {
+            Some(j) => self
+                .detector
+                .entry(id.clone())
+                .or_insert_with(|| CausalNorm::new(CausalNormConfig::default()))
+                .push(window_end_ms, f64::from(row[j])),
+            None => f64::NAN,
+        };
+        out.push(if z.is_nan() {
+            0.0
+        } else {
+            z.clamp(-DETECTOR_CAP, DETECTOR_CAP) as f32
+        });
     }
 
     /// Forgets an entity that is gone.
     pub fn forget(&mut self, id: &EntityId) {
         self.first_head.remove(id);
+        self.detector.remove(id);
     }
 }
 
@@ -93,4 +126,67 @@ fn volatility(row: &[f32], idx: &[(usize, usize, usize)]) -> f32 {
         }
     }
     if n == 0 { 0.0 } else { sum / n as f32 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auspex_graph::GraphConfig;
+    use auspex_window::WindowConfig;
+
+    /// The detector column says how unusual a window is for *its* entity: a jump stands out,
+    /// a level that is always high for an entity does not.
+    #[test]
+    fn detector_column_is_relative_to_the_entitys_own_history() {
+        let spec = FeatureSpec::new(&WindowConfig::default());
+        let at = spec
+            .index_of(DETECTOR_INPUT)
+            .expect("the spec has the detector input");
+        let z = CONTEXT_NAMES.iter().position(|n| *n == DETECTOR_Z).unwrap();
+        let graph = LiveGraph::new(GraphConfig::default()).unwrap();
+        let mut b = ContextBuilder::new(&spec);
+        let (calm, busy) = (
+            EntityId::parse("pod/default/calm").unwrap().id(),
+            EntityId::parse("pod/default/busy").unwrap().id(),
+        );
+        let mut row = vec![0.0f32; spec.len()];
+        let mut last = |b: &mut ContextBuilder, id: &EntityId, v: f32, t: i64| {
+            row[at] = v;
+            let mut out = Vec::new();
+            b.push_row(id, &row, t, &graph, &mut out);
+            assert_eq!(out.len(), CONTEXT_NAMES.len());
+            out[z]
+        };
+        let minute = 60_000;
+        for i in 0..180 {
+            let wiggle = (i % 7) as f32 * 0.1;
+            let t = i * minute;
+            let (c, h) = (
+                last(&mut b, &calm, 0.5 + wiggle, t),
+                last(&mut b, &busy, 8.0 + wiggle, t),
+            );
+            if i <= 55 {
+                assert_eq!(
+                    (c, h),
+                    (0.0, 0.0),
+                    "no output before twelve five-minute samples"
+                );
+            } else {
+                assert!(c.abs() < 3.0 && h.abs() < 3.0, "{c} {h} at minute {i}");
+            }
+        }
+        let jump = last(&mut b, &calm, 6.0, 180 * minute);
+        let steady = last(&mut b, &busy, 8.3, 180 * minute);
+        assert!(jump > 5.0, "a jump to 6 on the calm entity: {jump}");
+        assert!(
+            steady.abs() < 3.0,
+            "the busy entity's usual level: {steady}"
+        );
+        b.forget(&calm);
+        assert_eq!(
+            last(&mut b, &calm, 6.0, 181 * minute),
+            0.0,
+            "forgotten: history anew"
+        );
+    }
 }

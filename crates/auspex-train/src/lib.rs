@@ -23,10 +23,11 @@ pub mod dataset;
 pub mod eval;
 pub mod inject;
 pub mod labels;
+pub mod norm;
 pub mod plot;
 pub mod table;
 
-pub use context::ContextBuilder;
+pub use context::{ContextBuilder, DETECTOR_Z};
 pub use dataset::{
     CONTEXT_NAMES, Dataset, DatasetConfig, GraphSnapshot, Sequences, Split, SplitScope, build,
 };
@@ -37,6 +38,7 @@ pub use eval::{
 };
 pub use inject::{Injection, Injector, InjectorConfig, Shape, kind_for_metric};
 pub use labels::LabelIndex;
+pub use norm::{CausalNorm, CausalNormConfig};
 pub use table::AblationTable;
 
 /// Errors of this crate; each says what and where.
