@@ -11,6 +11,7 @@
 //! - [`threshold`]: thresholds for a target precision, an alert budget, or max-F1;
 //! - [`folds`]: time-blocked, purged, optionally entity-grouped folds for out-of-fold stacking;
 //! - [`meta`]: the context-gated meta-learner that stacks branch scores;
+//! - [`pca`]: PCA reconstruction error as an unsupervised score;
 //! - [`bundle`]: the versioned, hash-verified model directory;
 //! - [`metrics`]: small AUC / average-precision / log-loss helpers.
 //!
@@ -25,6 +26,7 @@ pub mod gbdt;
 pub mod logistic;
 pub mod meta;
 pub mod metrics;
+pub mod pca;
 pub mod smote;
 pub mod threshold;
 
@@ -40,6 +42,7 @@ pub use folds::{Fold, FoldConfig, FoldScheme, Folds};
 pub use gbdt::{Contribution, Gbdt, GbdtConfig};
 pub use logistic::{LogisticConfig, LogisticRegression, Standardizer};
 pub use meta::{MetaConfig, MetaLearner, MetaPrediction};
+pub use pca::{Pca, PcaConfig};
 pub use smote::{Augmented, Smote, SmoteConfig, SmoteVariant};
 pub use threshold::{
     AlertBudget, BudgetChoice, ThresholdChoice, alert_episodes_at, threshold_for_alert_budget,

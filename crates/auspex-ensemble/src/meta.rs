@@ -91,6 +91,10 @@ pub struct MetaLearner {
     calibrator: Calibrator,
     /// Final mean training log-loss (before calibration).
     train_loss: f64,
+    /// The branches this model reads (`None`: all); the others count as absent, whatever
+    /// their scores. See [`MetaLearner::fit_reading`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reads: Option<Vec<bool>>,
 }
 
 /// Predictions of the meta-learner.
@@ -330,6 +334,7 @@ impl MetaLearner {
             bias: theta[lay.bias()],
             calibrator: Calibrator::None,
             train_loss: 0.0,
+            reads: None,
         };
         let pred = model.predict(scores, ctx)?;
         model.train_loss = pred
@@ -344,6 +349,38 @@ impl MetaLearner {
             model.calibrator = Calibrator::fit(config.calibration, &pred.logit, labels)?;
         }
         Ok(model)
+    }
+
+    /// Fits like [`MetaLearner::fit`] on the branches marked in `keep` only; the model still
+    /// takes all `B` scores and ignores the others (so it can stand in for a model that reads
+    /// them all, e.g. when one branch alone beats the stack on validation rows). Keeping every
+    /// branch is [`MetaLearner::fit`].
+    pub fn fit_reading(
+        config: &MetaConfig,
+        scores: Features<'_>,
+        ctx: Option<Features<'_>>,
+        labels: &[u8],
+        weights: Option<&[f64]>,
+        keep: &[bool],
+    ) -> Result<Self> {
+        let b = scores.cols();
+        if keep.len() != b {
+            return Err(Error::Shape {
+                what: "branches kept",
+                expected: b,
+                found: keep.len(),
+            });
+        }
+        let mut masked = scores.to_row_major();
+        mask_row_major(&mut masked, keep);
+        let mut model = Self::fit(config, Features::f64(&masked, b)?, ctx, labels, weights)?;
+        model.reads = (!keep.iter().all(|k| *k)).then(|| keep.to_vec());
+        Ok(model)
+    }
+
+    /// The branches this model reads (`None`: all).
+    pub fn reads(&self) -> Option<&[bool]> {
+        self.reads.as_deref()
     }
 
     /// Refits the calibration on other rows (e.g. a later time slice held back from `fit`).
@@ -433,6 +470,9 @@ impl MetaLearner {
         for r in 0..n {
             scores.row_into(r, &mut srow);
             srow.iter_mut().for_each(|s| *s = to_logit(*s));
+            if let Some(keep) = &self.reads {
+                mask_row_major(&mut srow, keep);
+            }
             if let (Some(cx), Some(scale)) = (&ctx, &self.ctx_scale) {
                 cx.row_into(r, &mut crow);
                 if self.config.use_context {
@@ -467,6 +507,17 @@ impl MetaLearner {
     /// Reads a model written by [`MetaLearner::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         crate::data::read_tagged(bytes, FORMAT, |m: &Self| &m.format)
+    }
+}
+
+/// Sets the scores of branches not in `keep` to NaN (absent), row by row.
+fn mask_row_major(scores: &mut [f64], keep: &[bool]) {
+    for row in scores.chunks_exact_mut(keep.len()) {
+        for (s, k) in row.iter_mut().zip(keep) {
+            if !k {
+                *s = f64::NAN;
+            }
+        }
     }
 }
 
@@ -510,6 +561,33 @@ mod tests {
             y.push(u8::from(label));
         }
         (s, ctx, y)
+    }
+
+    #[test]
+    fn a_model_reading_one_branch_ignores_the_others_and_round_trips() {
+        let (s, c, y) = data(2000, 3);
+        let (fs, fc) = (Features::f64(&s, 2).unwrap(), Features::f64(&c, 2).unwrap());
+        let cfg = MetaConfig {
+            use_context: false,
+            ..MetaConfig::default()
+        };
+        let only_b =
+            MetaLearner::fit_reading(&cfg, fs, Some(fc), &y, None, &[false, true]).unwrap();
+        assert_eq!(only_b.reads(), Some(&[false, true][..]));
+        let p = only_b.predict(fs, Some(fc)).unwrap();
+        // Changing branch A's scores changes nothing; every weight sits on B.
+        let flipped: Vec<f64> = s.chunks(2).flat_map(|r| [1.0 - r[0], r[1]]).collect();
+        let q = only_b
+            .predict(Features::f64(&flipped, 2).unwrap(), Some(fc))
+            .unwrap();
+        assert_eq!(p.proba, q.proba);
+        assert!((0..y.len()).all(|r| p.weights_of(r) == [0.0, 1.0]));
+        // It ranks like branch B alone (a monotone map of its logit).
+        let pb: Vec<f64> = s.chunks(2).map(|r| r[1]).collect();
+        assert!((roc_auc(&p.proba, &y) - roc_auc(&pb, &y)).abs() < 1e-9);
+        let back = MetaLearner::from_bytes(&only_b.to_bytes().unwrap()).unwrap();
+        assert_eq!(back.predict(fs, Some(fc)).unwrap(), p);
+        assert!(MetaLearner::fit_reading(&cfg, fs, Some(fc), &y, None, &[true]).is_err());
     }
 
     #[test]

@@ -42,6 +42,10 @@ pub struct SmoteConfig {
     pub variant: SmoteVariant,
     /// Seed for the choice of rows, neighbours and gaps.
     pub seed: u64,
+    /// At most this many minority rows (a seeded sample) seed synthetic rows and serve as
+    /// their neighbours: the neighbour search is quadratic in them. `None`: all. The number of
+    /// synthetic rows still follows `ratio` over the whole set.
+    pub max_seeds: Option<usize>,
 }
 
 impl Default for SmoteConfig {
@@ -51,6 +55,7 @@ impl Default for SmoteConfig {
             ratio: 1.0,
             variant: SmoteVariant::Plain,
             seed: 0,
+            max_seeds: None,
         }
     }
 }
@@ -102,7 +107,7 @@ impl Smote {
         let n_pos = labels.iter().filter(|y| **y == 1).count();
         let n_neg = labels.len() - n_pos;
         let minority_label = u8::from(n_pos <= n_neg);
-        let minority: Vec<usize> = (0..labels.len())
+        let mut minority: Vec<usize> = (0..labels.len())
             .filter(|&i| labels[i] == minority_label)
             .collect();
         let n_majority = labels.len() - minority.len();
@@ -112,6 +117,11 @@ impl Smote {
             });
         }
         let n_new = Self::synthetic_count(minority.len(), n_majority, config.ratio);
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        if let Some(cap) = config.max_seeds.filter(|c| *c >= 2 && *c < minority.len()) {
+            minority = minority.sample(&mut rng, cap).copied().collect();
+            minority.sort_unstable();
+        }
         let d = x.cols();
         let rows: Vec<Vec<f64>> = (0..x.rows()).map(|r| x.row(r)).collect();
         let k = config.k.min(minority.len() - 1);
@@ -146,7 +156,6 @@ impl Smote {
             .map(|&i| nearest(&rows, i, &minority, k))
             .collect();
 
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let mut out_x = x.to_row_major();
         out_x.reserve(n_new * d);
         let mut out_y = labels.to_vec();
@@ -221,7 +230,8 @@ mod tests {
     }
 
     /// Checks every synthetic row against its recorded origin, and that the neighbour is one
-    /// of the base's k nearest minority rows (recomputed independently here).
+    /// of the base's k nearest minority rows (recomputed independently here; `k = 0` skips
+    /// that check).
     fn check_on_segments(aug: &Augmented, k: usize) {
         let rows: Vec<&[f64]> = aug.x.chunks(aug.cols).collect();
         let minority: Vec<usize> = (0..aug.n_original).filter(|&i| aug.y[i] == 1).collect();
@@ -233,6 +243,9 @@ mod tests {
             for c in 0..aug.cols {
                 let expected = rows[base][c] + gap * (rows[nb][c] - rows[base][c]);
                 assert!((syn[c] - expected).abs() < 1e-12);
+            }
+            if k == 0 {
+                continue;
             }
             let mut dists: Vec<(f64, usize)> = minority
                 .iter()
@@ -271,6 +284,25 @@ mod tests {
         assert_eq!(aug.y.iter().filter(|v| **v == 1).count(), 100);
         check_on_segments(&aug, 5);
         // Seeded: same output twice.
+        assert_eq!(Smote::resample(&cfg, fx, &y).unwrap(), aug);
+    }
+
+    #[test]
+    fn a_seed_cap_bounds_the_rows_interpolated_but_not_the_count() {
+        let (x, y) = data(1);
+        let fx = Features::f64(&x, 2).unwrap();
+        let cfg = SmoteConfig {
+            ratio: 0.5,
+            max_seeds: Some(8),
+            ..SmoteConfig::default()
+        };
+        let aug = Smote::resample(&cfg, fx, &y).unwrap();
+        assert_eq!(aug.origins.len(), 70, "the count follows the whole set");
+        let used: std::collections::BTreeSet<usize> =
+            aug.origins.iter().flat_map(|o| [o.0, o.1]).collect();
+        assert!(used.len() <= 8, "{used:?}");
+        assert!(used.iter().all(|&i| y[i] == 1));
+        check_on_segments(&aug, 0);
         assert_eq!(Smote::resample(&cfg, fx, &y).unwrap(), aug);
     }
 
