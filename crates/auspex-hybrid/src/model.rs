@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use auspex_ensemble::{
-    Bundle, BundleWriter, Features, Gbdt, LogisticRegression, MetaLearner, sha256_hex,
+    Bundle, BundleWriter, Features, Gbdt, LogisticRegression, MetaLearner, Pca, sha256_hex,
 };
 use auspex_graph::GraphExport;
 use auspex_model::AnomalyKind;
@@ -36,19 +36,30 @@ pub enum Branch {
     Tcn,
     /// A relation-typed GraphSAGE network over the tick's topology (burn).
     Gnn,
+    /// The unsupervised detector: how unusual the window is for its own entity (the context
+    /// column `detector.z`, a causal robust z of the largest |baseline z| of any metric
+    /// against the entity's previous day). Trains nothing; the meta-learner weighs it.
+    Detector,
+    /// PCA reconstruction error of the standardised tabular features, fitted on the training
+    /// rows without incidents (unsupervised; `auspex_ensemble::Pca`).
+    Pca,
 }
 
 /// Branch names as they appear in alerts' `branch_scores`, in [`Branch`] order.
-pub const BRANCH_NAMES: [&str; 6] = ["gbdt", "logistic", "mlp", "lstm", "tcn", "gnn"];
+pub const BRANCH_NAMES: [&str; 8] = [
+    "gbdt", "logistic", "mlp", "lstm", "tcn", "gnn", "detector", "pca",
+];
 
 impl Branch {
-    pub const ALL: [Branch; 6] = [
+    pub const ALL: [Branch; 8] = [
         Branch::Gbdt,
         Branch::Logistic,
         Branch::Mlp,
         Branch::Lstm,
         Branch::Tcn,
         Branch::Gnn,
+        Branch::Detector,
+        Branch::Pca,
     ];
 
     /// The default ensemble (`auspex train` without `--branches`): the branches whose removal
@@ -103,6 +114,26 @@ impl std::str::FromStr for Branch {
                 ))
             })
     }
+}
+
+/// The detector branch's probability of each of `n` context rows: the logistic of its
+/// `detector.z` column (the meta-learner refits slope and offset).
+pub(crate) fn detector_probabilities(context: &[f32], n: usize) -> Result<Vec<f64>, HybridError> {
+    let c = auspex_train::CONTEXT_NAMES.len();
+    let z = auspex_train::CONTEXT_NAMES
+        .iter()
+        .position(|name| *name == auspex_train::DETECTOR_Z)
+        .expect("the context has a detector column");
+    if context.len() != n * c {
+        return Err(HybridError::Invalid(format!(
+            "{} context values for {n} rows of {c}",
+            context.len()
+        )));
+    }
+    Ok(context
+        .chunks_exact(c)
+        .map(|row| auspex_ensemble::sigmoid(f64::from(row[z])))
+        .collect())
 }
 
 /// What one kind's head holds.
@@ -175,6 +206,7 @@ pub struct HybridModel {
     pub tcn: Option<(TcnModel, Standardizer)>,
     /// With the standardiser of the node feature rows.
     pub gnn: Option<(GnnModel, Standardizer)>,
+    pub pca: Option<Pca>,
     pub report: TrainReport,
     /// Set when loaded from a bundle: the bundle's model version.
     pub version: String,
@@ -276,6 +308,17 @@ impl HybridModel {
                     Some(s) => Ok(heads(m.predict_batched(&s, 1024)?)),
                     None => absent(),
                 },
+                None => absent(),
+            },
+            Branch::Detector => {
+                let p = detector_probabilities(input.context, n)?;
+                Ok((0..K).map(|_| Some(p.clone())).collect())
+            }
+            Branch::Pca => match &self.pca {
+                Some(pca) => {
+                    let p = pca.predict_proba(feats)?;
+                    Ok((0..K).map(|_| Some(p.clone())).collect())
+                }
                 None => absent(),
             },
             Branch::Gnn => match input.gnn {
@@ -492,6 +535,9 @@ impl HybridModel {
             w.add_file("gnn.bin", &m.to_bytes()?)?;
             w.add_file("gnn_scaler.json", &json(scaler)?)?;
         }
+        if let Some(p) = &self.pca {
+            w.add_file("pca.json", &p.to_bytes()?)?;
+        }
         let manifest = w.finish(metadata)?;
         Ok(manifest.model_version)
     }
@@ -548,6 +594,18 @@ impl HybridModel {
                     MetaLearner::from_bytes(&bundle.read(&file("meta"))?).map_err(HybridError::from)
                 })
                 .transpose()?;
+            let ctx = auspex_train::CONTEXT_NAMES.len();
+            if let Some(m) = meta.as_ref().filter(|m| m.context_features() != ctx) {
+                return Err(HybridError::BundleContent {
+                    file: file("meta"),
+                    reason: format!(
+                        "the meta-learner reads {} context columns; this auspex computes {ctx} \
+                         ({}): retrain the bundle with this version",
+                        m.context_features(),
+                        auspex_train::CONTEXT_NAMES.join(", ")
+                    ),
+                });
+            }
             let mut ablations = Vec::new();
             for &branch in &branches {
                 let name = file(&format!("meta_without_{branch}"));
@@ -590,6 +648,9 @@ impl HybridModel {
             Some(b) => Some((GnnModel::from_bytes(&b, device)?, scaler("gnn")?)),
             None => None,
         };
+        let pca = has("pca.json")
+            .then(|| Pca::from_bytes(&bundle.read("pca.json")?).map_err(HybridError::from))
+            .transpose()?;
         Ok(HybridModel {
             config,
             spec,
@@ -599,6 +660,7 @@ impl HybridModel {
             lstm,
             tcn,
             gnn,
+            pca,
             report,
             version: bundle.manifest().model_version.clone(),
         })

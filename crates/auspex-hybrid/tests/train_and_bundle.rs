@@ -131,3 +131,103 @@ fn trains_generalises_to_another_seed_and_round_trips() {
         .to_string();
     assert!(err.contains("thresholds.json"), "{err}");
 }
+
+/// The unsupervised branches: the detector trains nothing and scores every row from the
+/// context's `detector.z`; PCA is fitted on rows without incidents and travels in the bundle.
+/// A branch that stands in for the stack is what the served model reads.
+#[test]
+fn unsupervised_branches_score_as_built_and_a_branch_alone_is_served_as_reported() {
+    let mut config =
+        small_config().with_branches(vec![Branch::Gbdt, Branch::Detector, Branch::Pca]);
+    config.ablate.clear();
+    let train_ds = sim_dataset(3, &config);
+    let model = train(&train_ds, &config, NnDevice::Cpu, &mut |_| {}).unwrap();
+    let test = sim_dataset(4, &config);
+    let scores = model
+        .score(&test.features, &test.context, test.len())
+        .unwrap();
+    let z = auspex_train::CONTEXT_NAMES
+        .iter()
+        .position(|n| *n == auspex_train::DETECTOR_Z)
+        .unwrap();
+    let c = auspex_train::CONTEXT_NAMES.len();
+    let moved = (0..test.len())
+        .filter(|&i| test.context[i * c + z] != 0.0)
+        .count();
+    assert!(
+        moved > test.len() / 2,
+        "detector.z is set on most rows: {moved}"
+    );
+    let mut heads = 0;
+    for (k, kind) in AnomalyKind::ALL.into_iter().enumerate() {
+        let Some(meta) = &model.kinds[k].meta else {
+            continue;
+        };
+        heads += 1;
+        let rs = &scores[k];
+        let pca = model
+            .pca
+            .as_ref()
+            .expect("a PCA branch was trained")
+            .predict_proba(auspex_ensemble::Features::f32(&test.features, test.width()).unwrap())
+            .unwrap();
+        for (i, (row, p)) in rs.branch.chunks_exact(3).zip(&pca).enumerate() {
+            let expect = 1.0 / (1.0 + (-f64::from(test.context[i * c + z])).exp());
+            assert!((row[1] - expect).abs() < 1e-9, "{kind} row {i}");
+            assert_eq!(row[2], *p, "{kind} row {i}");
+        }
+        let report = &model.report.kinds[k];
+        if report.ablation.is_empty() {
+            // No validation positives: nothing was compared, nothing stands in.
+            assert!(report.alone.is_none() && meta.reads().is_none(), "{kind}");
+            continue;
+        }
+        let ap = |name: &str| {
+            report
+                .ablation
+                .iter()
+                .find(|a| a.branch == name)
+                .map(|a| a.pr_auc)
+                .unwrap()
+        };
+        match &report.alone {
+            Some(name) => {
+                let j = model
+                    .branches
+                    .iter()
+                    .position(|b| b.name() == name)
+                    .unwrap();
+                let reads = meta.reads().expect("a branch alone reads one branch");
+                assert!(reads.iter().enumerate().all(|(i, r)| *r == (i == j)));
+                assert!((0..test.len()).all(|i| rs.weights[i * 3 + j] == 1.0));
+                // Served as its branch, calibrated: it ranks validation rows as the branch does.
+                assert!(
+                    (ap(name) - ap("ensemble")).abs() < 0.02,
+                    "{kind}: {report:?}"
+                );
+            }
+            None => assert!(meta.reads().is_none(), "{kind}"),
+        }
+        eprintln!(
+            "{kind}: gbdt {:.3} detector {:.3} pca {:.3} ensemble {:.3} alone {:?}",
+            ap("gbdt"),
+            ap("detector"),
+            ap("pca"),
+            ap("ensemble"),
+            report.alone
+        );
+    }
+    assert!(heads >= 2, "{heads} heads");
+    let dir = tempfile::tempdir().unwrap();
+    model
+        .save(&dir.path().join("b"), serde_json::json!({}))
+        .unwrap();
+    let back = HybridModel::load(&dir.path().join("b"), NnDevice::Cpu).unwrap();
+    assert_eq!(back.pca, model.pca);
+    let again = back
+        .score(&test.features, &test.context, test.len())
+        .unwrap();
+    for (a, b) in scores.iter().zip(&again) {
+        assert_eq!(a.proba, b.proba);
+    }
+}

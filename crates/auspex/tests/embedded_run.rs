@@ -101,13 +101,20 @@ fn embedded_run_finds_the_injected_faults() {
 #[test]
 fn shipped_bundle_finds_the_injected_faults() {
     let dir = tempfile::tempdir().unwrap();
-    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/model");
-    let (summary, alerts) = run_with(102, dir.path(), &["--model", model]);
+    // Read at run time: the compile-time value is stale when a shared target directory holds
+    // a binary built from another clone of the repository.
+    let model = format!(
+        "{}/../../fixtures/model",
+        std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo test")
+    );
+    let (summary, alerts) = run_with(102, dir.path(), &["--model", &model]);
     let overall = &summary["evaluation"]["strict"]["overall"];
     let (recall, precision) = (f(&overall["recall"]), f(&overall["precision"]));
     eprintln!("shipped bundle, seed 102: recall {recall:.3} precision {precision:.3}");
-    // Measured (release, `auspex run --seed 102 --model fixtures/model`): recall 0.928,
-    // precision 0.573, median lead 668 s. Retrain the bundle (README) when features change.
+    // Measured (release, `auspex run --seed 102 --model fixtures/model`): recall 0.897,
+    // precision 0.489, median lead 795 s (the bundle before the detector context column, the
+    // branch-alone rule and SMOTE: 0.928 / 0.573 / 668 s). Retrain the bundle (README) when
+    // features or the context change.
     assert!(recall >= 0.8, "event recall {recall}");
     assert!(precision >= 0.45, "event precision {precision}");
     assert!(
