@@ -116,6 +116,20 @@ impl std::str::FromStr for Branch {
     }
 }
 
+/// Row-major `rows × b` scores without column `j` (`rows × (b - 1)`): what a leave-one-out
+/// meta-learner reads.
+pub(crate) fn without_column(scores: &[f64], b: usize, j: usize) -> Vec<f64> {
+    scores
+        .chunks_exact(b)
+        .flat_map(|row| {
+            row.iter()
+                .enumerate()
+                .filter(|(c, _)| *c != j)
+                .map(|(_, v)| *v)
+        })
+        .collect()
+}
+
 /// The detector branch's probability of each of `n` context rows: the logistic of its
 /// `detector.z` column (the meta-learner refits slope and offset).
 pub(crate) fn detector_probabilities(context: &[f32], n: usize) -> Result<Vec<f64>, HybridError> {
@@ -474,16 +488,7 @@ impl HybridModel {
             return Ok(None);
         };
         let b = self.branches.len();
-        let kept: Vec<f64> = rs
-            .branch
-            .chunks_exact(b)
-            .flat_map(|row| {
-                row.iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i != j)
-                    .map(|(_, v)| *v)
-            })
-            .collect();
+        let kept = without_column(&rs.branch, b, j);
         let c = auspex_train::CONTEXT_NAMES.len();
         let p = meta.predict(
             Features::f64(&kept, b - 1)?,

@@ -992,15 +992,7 @@ impl Stack<'_> {
                     .iter()
                     .position(|b| b == branch)
                     .expect("ablations are of selected branches");
-                let kept: Vec<f64> = val_scores
-                    .chunks_exact(b)
-                    .flat_map(|row| {
-                        row.iter()
-                            .enumerate()
-                            .filter(|(c, _)| *c != j)
-                            .map(|(_, v)| *v)
-                    })
-                    .collect();
+                let kept = crate::model::without_column(&val_scores, b, j);
                 let p = m.predict(Features::f64(&kept, b - 1)?, ctx_val)?.proba;
                 report.ablation.push(BranchReport {
                     branch: format!("ensemble without {branch}"),

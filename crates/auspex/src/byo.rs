@@ -386,12 +386,8 @@ pub struct NezhaEvaluation {
 /// Scores every row of a Nezha-style directory.
 pub fn nezha_evaluate(model: &HybridModel, dir: &Path) -> Result<NezhaEvaluation> {
     let mut src = nezha_source(dir)?;
-    let (
-        ds,
-        Scores {
-            ensemble: scores, ..
-        },
-    ) = replay_and_score(model, &mut src)?;
+    let (ds, scores) = replay_and_score(model, &mut src)?;
+    let scores = scores.ensemble;
     let cut = nezha_cutoffs(&ds.incidents);
     let held = |t: TimestampMs| is_held_out(&cut, t);
     let cfg = EvalConfig {
@@ -498,12 +494,8 @@ pub fn nab_training(dir: &Path, config: &mut HybridConfig) -> Result<Dataset> {
 /// Scores a NAB-style directory; the report covers each series after its probationary period.
 pub fn nab_evaluate(model: &HybridModel, dir: &Path) -> Result<Report> {
     let mut src = nab_source(dir)?;
-    let (
-        ds,
-        Scores {
-            ensemble: scores, ..
-        },
-    ) = replay_and_score(model, &mut src)?;
+    let (ds, scores) = replay_and_score(model, &mut src)?;
+    let scores = scores.ensemble;
     let cut = nab_cutoffs(&ds);
     let keep: Vec<usize> = (0..ds.len())
         .filter(|&i| ds.label_ms[i] >= cut[&ds.entity[i]])
