@@ -20,9 +20,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use auspex_ensemble::metrics::average_precision;
 use auspex_ensemble::{
-    CalibrationMethod, Features, FoldConfig, Folds, Gbdt, GbdtConfig, LogisticConfig,
+    AlertBudget, CalibrationMethod, Features, FoldConfig, ThresholdChoice, Folds, Gbdt, GbdtConfig, LogisticConfig,
     LogisticRegression, MetaConfig, MetaLearner, Pca, PcaConfig, Smote, SmoteConfig,
-    Standardizer as Scale, threshold_for_max_f1, threshold_for_precision,
+    Standardizer as Scale, threshold_for_alert_budget, threshold_for_max_f1,
+    threshold_for_precision,
 };
 use auspex_model::AnomalyKind;
 use auspex_nn::{
@@ -111,6 +112,14 @@ pub struct HybridConfig {
     pub target_precision: f64,
     /// At least this many validation rows must alert at the chosen threshold.
     pub min_alerts: usize,
+    /// A precision measured on fewer positive validation rows than this says little (Nezha's
+    /// pod failures had 2): the threshold then keeps false alert episodes on the validation
+    /// rows within `alert_budget` instead.
+    pub min_valid_positives: usize,
+    /// The false alert budget for kinds with too few validation positives. The validation
+    /// negatives are subsampled (`negatives_keep`), which hides short false episodes, so the
+    /// budget is scaled by that share: the rule errs towards fewer alerts.
+    pub alert_budget: AlertBudget,
     /// A kind needs this many positive training rows to get a head.
     pub min_positives: usize,
     pub seed: u64,
@@ -165,6 +174,8 @@ impl Default for HybridConfig {
             threads: 0,
             target_precision: 0.8,
             min_alerts: 5,
+            min_valid_positives: 10,
+            alert_budget: AlertBudget::default(),
             min_positives: 10,
             seed: 7,
         };
@@ -209,7 +220,7 @@ pub struct KindReport {
     pub train_positives: usize,
     pub valid_positives: usize,
     pub threshold: f64,
-    /// How the threshold was chosen: `target_precision`, `max_f1` or `none`.
+    /// How the threshold was chosen: `target_precision`, `max_f1`, `alert_budget` or `none`.
     pub threshold_rule: String,
     pub valid_precision: Option<f64>,
     pub valid_recall: Option<f64>,
@@ -783,6 +794,54 @@ impl Stack<'_> {
         Ok((plain, false))
     }
 
+    /// The lowest threshold that keeps false alert episodes on the validation rows within
+    /// the (subsampling-scaled) budget, with its precision and recall there.
+    fn threshold_for_budget(
+        &self,
+        p_val: &[f64],
+        y_val: &[u8],
+    ) -> Result<Option<ThresholdChoice>, HybridError> {
+        let ds = self.ds;
+        let secs: Vec<i64> = self.val_rows.iter().map(|&i| ds.label_ms[i] / 1000).collect();
+        let ents: Vec<u32> = self.val_rows.iter().map(|&i| ds.entity[i]).collect();
+        let budget = AlertBudget {
+            max_false_per_entity_day: self.config.alert_budget.max_false_per_entity_day
+                * self.config.negatives_keep,
+            ..self.config.alert_budget
+        };
+        let Some(c) = threshold_for_alert_budget(p_val, y_val, &secs, &ents, &budget)? else {
+            return Ok(None);
+        };
+        let (mut tp, mut fp) = (0usize, 0usize);
+        for (p, y) in p_val.iter().zip(y_val) {
+            if *p >= c.threshold {
+                if *y == 1 {
+                    tp += 1;
+                } else {
+                    fp += 1;
+                }
+            }
+        }
+        let precision = if tp + fp > 0 {
+            tp as f64 / (tp + fp) as f64
+        } else {
+            0.0
+        };
+        let recall = c.row_recall;
+        Ok(Some(ThresholdChoice {
+            threshold: c.threshold,
+            alerts: tp + fp,
+            true_positives: tp,
+            precision,
+            recall,
+            f1: if precision + recall > 0.0 {
+                2.0 * precision * recall / (precision + recall)
+            } else {
+                0.0
+            },
+        }))
+    }
+
     /// One kind's tabular branches, meta-learner (and leave-one-out ablations), threshold.
     fn fit_kind(
         &self,
@@ -956,14 +1015,19 @@ impl Stack<'_> {
         let ctx_val = Some(Features::f32(self.ctx_val, ctx_w)?);
         let p_val = meta.predict(Features::f64(&val_scores, b)?, ctx_val)?.proba;
         if pos_val > 0 {
-            let chosen = match threshold_for_precision(
-                &p_val,
-                &y_val,
-                config.target_precision,
-                config.min_alerts,
-            )? {
-                Some(c) => Some((c, "target_precision")),
-                None => threshold_for_max_f1(&p_val, &y_val)?.map(|c| (c, "max_f1")),
+            let chosen = if pos_val < config.min_valid_positives {
+                self.threshold_for_budget(&p_val, &y_val)?
+                    .map(|t| (t, "alert_budget"))
+            } else {
+                match threshold_for_precision(
+                    &p_val,
+                    &y_val,
+                    config.target_precision,
+                    config.min_alerts,
+                )? {
+                    Some(c) => Some((c, "target_precision")),
+                    None => threshold_for_max_f1(&p_val, &y_val)?.map(|c| (c, "max_f1")),
+                }
             };
             if let Some((c, rule)) = chosen {
                 km.threshold = c.threshold;

@@ -177,6 +177,18 @@ fn unsupervised_branches_score_as_built_and_a_branch_alone_is_served_as_reported
             assert_eq!(row[2], *p, "{kind} row {i}");
         }
         let report = &model.report.kinds[k];
+        // Too few validation positives for a precision to mean much: an alert budget.
+        let expected_rules: &[&str] = match report.valid_positives {
+            0 => &["none"],
+            n if n < config.min_valid_positives => &["alert_budget", "none"],
+            _ => &["target_precision", "max_f1"],
+        };
+        assert!(
+            expected_rules.contains(&report.threshold_rule.as_str()),
+            "{kind}: {} validation positives, rule {}",
+            report.valid_positives,
+            report.threshold_rule
+        );
         if report.ablation.is_empty() {
             // No validation positives: nothing was compared, nothing stands in.
             assert!(report.alone.is_none() && meta.reads().is_none(), "{kind}");
