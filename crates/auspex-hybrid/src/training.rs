@@ -20,9 +20,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use auspex_ensemble::metrics::average_precision;
 use auspex_ensemble::{
-    AlertBudget, CalibrationMethod, Features, FoldConfig, ThresholdChoice, Folds, Gbdt, GbdtConfig, LogisticConfig,
+    AlertBudget, CalibrationMethod, Features, FoldConfig, Folds, Gbdt, GbdtConfig, LogisticConfig,
     LogisticRegression, MetaConfig, MetaLearner, Pca, PcaConfig, Smote, SmoteConfig,
-    Standardizer as Scale, threshold_for_alert_budget, threshold_for_max_f1,
+    Standardizer as Scale, ThresholdChoice, threshold_for_alert_budget, threshold_for_max_f1,
     threshold_for_precision,
 };
 use auspex_model::AnomalyKind;
@@ -802,7 +802,11 @@ impl Stack<'_> {
         y_val: &[u8],
     ) -> Result<Option<ThresholdChoice>, HybridError> {
         let ds = self.ds;
-        let secs: Vec<i64> = self.val_rows.iter().map(|&i| ds.label_ms[i] / 1000).collect();
+        let secs: Vec<i64> = self
+            .val_rows
+            .iter()
+            .map(|&i| ds.label_ms[i] / 1000)
+            .collect();
         let ents: Vec<u32> = self.val_rows.iter().map(|&i| ds.entity[i]).collect();
         let budget = AlertBudget {
             max_false_per_entity_day: self.config.alert_budget.max_false_per_entity_day
