@@ -10,9 +10,14 @@
 //!   returns once the broker has acknowledged it, so the caller may then store the original
 //!   message's offset (at-least-once: nothing refused is lost).
 //!
-//! TODO(issue 4): the consumer group (samples and topology topics, offsets stored only after
+//! - [`offsets::OffsetTracker`]: which offset is safe to store per partition (one past the
+//!   longest prefix of messages that are applied and whose outputs are all acknowledged).
+//!
+//! TODO(issue 4, plan in docs/SERVE.md): the consumer group (samples and topology topics, offsets stored only after
 //! everything derived from a message is acknowledged), the alert producer, backpressure by
 //! pausing partitions, rebalances, SIGTERM draining, and `auspex serve` around them.
+
+pub mod offsets;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
