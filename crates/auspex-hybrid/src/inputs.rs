@@ -63,6 +63,23 @@ pub(crate) fn seq_raw(
     Ok(Sequences::new(n, length, c, x)?)
 }
 
+/// Checks that recorded sequences have the windows' shape (`spec.length × spec.metrics`).
+pub(crate) fn check_sequence_shape(
+    s: &auspex_train::Sequences,
+    spec: &auspex_window::FeatureSpec,
+) -> Result<(), HybridError> {
+    if (s.length, s.metrics) == (spec.length, spec.metrics.len()) {
+        return Ok(());
+    }
+    Err(HybridError::Invalid(format!(
+        "sequences of {} × {} for windows of {} × {}",
+        s.length,
+        s.metrics,
+        spec.length,
+        spec.metrics.len()
+    )))
+}
+
 /// One tick's graph as the GNN's input (no labels); `scaler` standardises feature rows.
 pub(crate) fn gnn_input(
     g: &GraphExport,

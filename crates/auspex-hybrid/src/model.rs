@@ -434,16 +434,8 @@ impl HybridModel {
         let (d, c) = (ds.width(), auspex_train::CONTEXT_NAMES.len());
         let gnn = self.gnn_rows(ds)?;
         let seq = ds.sequences.as_ref().filter(|_| self.needs_sequences());
-        if let Some(s) = seq
-            && (s.length, s.metrics) != (self.spec.length, self.spec.metrics.len())
-        {
-            return Err(HybridError::Invalid(format!(
-                "dataset sequences are {} × {}, the model's windows {} × {}",
-                s.length,
-                s.metrics,
-                self.spec.length,
-                self.spec.metrics.len()
-            )));
+        if let Some(s) = seq {
+            inputs::check_sequence_shape(s, &self.spec)?;
         }
         let mut out: Vec<RowScores> = (0..K).map(|_| RowScores::default()).collect();
         const CHUNK: usize = 8192;

@@ -1088,16 +1088,7 @@ fn check_inputs(ds: &Dataset, config: &HybridConfig) -> Result<(), HybridError> 
                          `dataset.sequences = true` (HybridConfig::with_branches sets it)"
                     )));
                 }
-                Some(s) if (s.length, s.metrics) != (ds.spec.length, ds.spec.metrics.len()) => {
-                    return Err(HybridError::Invalid(format!(
-                        "sequences of {} × {} for windows of {} × {}",
-                        s.length,
-                        s.metrics,
-                        ds.spec.length,
-                        ds.spec.metrics.len()
-                    )));
-                }
-                Some(_) => {}
+                Some(s) => inputs::check_sequence_shape(s, &ds.spec)?,
             }
         }
         if b.needs_graph() && ds.snapshots.is_empty() {
