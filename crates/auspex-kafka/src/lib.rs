@@ -121,13 +121,7 @@ impl DeadLetters {
     /// broker's acknowledgement; returns the dead letter's (partition, offset).
     pub async fn send(&self, dl: &DeadLetter) -> Result<(i32, i64), KafkaError> {
         let headers = headers_of(dl);
-        // Keyed by where it came from, so one partition's dead letters stay in order.
-        let key = match &dl.origin {
-            Origin::Kafka {
-                topic, partition, ..
-            } => format!("{topic}/{partition}"),
-            other => other.to_string(),
-        };
+        let key = dead_letter_key(dl);
         let record = FutureRecord::to(&self.topic)
             .payload(&dl.raw)
             .key(&key)
@@ -140,6 +134,17 @@ impl DeadLetters {
                 topic: self.topic.clone(),
                 reason: e.to_string(),
             })
+    }
+}
+
+/// A dead letter's key: where it came from (`topic/partition`), so one partition's dead letters
+/// stay in order.
+pub fn dead_letter_key(dl: &DeadLetter) -> String {
+    match &dl.origin {
+        Origin::Kafka {
+            topic, partition, ..
+        } => format!("{topic}/{partition}"),
+        other => other.to_string(),
     }
 }
 

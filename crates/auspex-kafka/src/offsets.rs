@@ -72,6 +72,14 @@ impl OffsetTracker {
         self.lanes.get(p).map_or(0, |l| l.pending.len())
     }
 
+    /// The oldest message of `p` not done yet: an output sent on its behalf holds back
+    /// everything from it on.
+    pub fn oldest(&self, p: &Partition) -> Option<i64> {
+        self.lanes
+            .get(p)
+            .and_then(|l| l.pending.first_key_value().map(|(o, _)| *o))
+    }
+
     /// Forgets a revoked partition.
     pub fn revoke(&mut self, p: &Partition) {
         self.lanes.remove(p);

@@ -53,6 +53,25 @@ pub enum TopologyChange {
     DeleteEdge { edge: Edge },
 }
 
+impl TopologyChange {
+    /// What the change is about, as a compaction key: the entity id, or
+    /// `from|kind|to` for an edge (an upsert and a later delete of one thing share a key).
+    pub fn key(&self) -> String {
+        match self {
+            TopologyChange::UpsertEntity { entity } => entity.id().as_str().to_string(),
+            TopologyChange::DeleteEntity { entity } => entity.id().as_str().to_string(),
+            TopologyChange::UpsertEdge { edge } | TopologyChange::DeleteEdge { edge } => {
+                format!(
+                    "{}|{}|{}",
+                    edge.from.id().as_str(),
+                    edge.kind.as_str(),
+                    edge.to.id().as_str()
+                )
+            }
+        }
+    }
+}
+
 /// A change to the cluster topology at an instant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TopologyEvent {

@@ -131,6 +131,22 @@ impl AlertTracker {
             .count()
     }
 
+    /// The alerts firing now, with their latest evidence.
+    pub fn active(&self) -> impl Iterator<Item = &Alert> {
+        self.episodes.values().filter_map(|e| e.firing.as_ref())
+    }
+
+    /// Forgets an entity's episodes without resolving them (its partition moved to another
+    /// instance, which takes the episodes up).
+    pub fn forget(&mut self, id: &EntityId) {
+        self.episodes.retain(|(e, _), _| e != id);
+    }
+
+    /// Sets the version stamped on alerts from now on (a model was reloaded).
+    pub fn set_model_version(&mut self, version: impl Into<String>) {
+        self.model_version = version.into();
+    }
+
     /// Feeds one prediction; returns an alert when the episode fires or resolves.
     pub fn observe(&mut self, now_ms: TimestampMs, p: Prediction) -> Option<Alert> {
         let threshold = self.policy.threshold(p.kind);

@@ -1,5 +1,21 @@
 //! `auspex serve`: the streaming service.
 //!
-//! TODO(issue 4, docs/SERVE.md): engine, Kafka loop, HTTP API, metrics, configuration.
+//! - [`engine`]: the state (windows, graph), the scorer and the alert lifecycle, no I/O;
+//! - [`pipeline`]: the embedded default (simulator or file replay in, alerts to a sink);
+//! - [`kafka`]: the consumer group in, alerts and dead letters out, at-least-once;
+//! - [`shared`]: what the loops and the HTTP API share;
+//! - [`alertmanager`]: on-call routing;
+//! - [`telemetry`]: the service's metrics.
+//!
+//! TODO(issue 4, docs/SERVE.md): HTTP API, configuration file.
 
 pub mod alertmanager;
+pub mod engine;
+pub mod kafka;
+pub mod model;
+pub mod pipeline;
+pub mod shared;
+pub mod telemetry;
+
+pub use engine::{Engine, EngineConfig, RunCounts};
+pub use shared::Shared;

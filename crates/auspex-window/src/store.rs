@@ -457,6 +457,18 @@ impl WindowStore {
         evicted
     }
 
+    /// Removes one entity's window (its partition moved to another instance); `false` when it
+    /// had none.
+    pub fn remove(&mut self, id: &EntityId) -> bool {
+        let Some(e) = self.index.remove(id.as_str()) else {
+            return false;
+        };
+        self.entities[e as usize] = None;
+        self.free.push(e);
+        self.stats.evicted += 1;
+        true
+    }
+
     /// The entities with a new window to score at `now_ms`, marking them scored. An entity is
     /// due when it is new, or when its newest slot has reached the next multiple of `step` after
     /// the slot it was last due at; and that newest slot is not after `now_ms`'s slot (a window

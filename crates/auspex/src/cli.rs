@@ -7,12 +7,11 @@ use auspex_ingest::simulator::SimulatorSource;
 use auspex_ingest::{DeadLetter, IngestError, Sink, Source};
 use auspex_ingest::{DeadLetterSink, NdjsonSink, Paced, Pacing};
 use auspex_model::Alert;
-use auspex_score::stat::{StatConfig, StatScorer};
 use auspex_sim::SimConfig;
 use clap::{Args, Parser, Subcommand};
 
-use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::summary::RunSummary;
+use auspex_serve::{Engine, EngineConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -272,7 +271,7 @@ pub fn open_source(args: &SourceArgs) -> Result<Box<dyn Source>> {
 
 pub fn run(args: RunArgs) -> Result<()> {
     let mut source = open_source(&args.source)?;
-    let mut config = PipelineConfig::default();
+    let mut config = EngineConfig::default();
     if let Some(ms) = args.resolution_ms.or_else(|| source.sample_interval_ms()) {
         config.windows.resolution_ms = ms;
     }
@@ -289,31 +288,15 @@ pub fn run(args: RunArgs) -> Result<()> {
         kept: Vec::new(),
     };
     let mut dead: Box<dyn Sink<DeadLetter>> = Box::new(DeadLetterSink::create(&args.dead_letters)?);
-    let counts = match &args.model {
-        Some(dir) => {
-            let model = auspex_hybrid::HybridModel::load(dir, auspex_nn::NnDevice::Cpu)
-                .with_context(|| format!("loading the model bundle {}", dir.display()))?;
-            config.windows.resolution_ms = model.spec.resolution_ms;
-            config.windows.length = model.spec.length;
-            config.windows.metrics = model.spec.metrics.clone();
-            config.windows.ewma_alpha = model.spec.ewma_alpha;
-            config.windows.tte_cap_seconds = model.spec.tte_cap_seconds;
-            let scorer = auspex_hybrid::HybridScorer::new(model);
-            if args.threshold.is_none() {
-                config.alerts.thresholds = scorer.thresholds();
-            }
-            let mut pipeline = Pipeline::new(config, scorer)?;
-            pipeline.run(source.as_mut(), &mut recorder, dead.as_mut())?
-        }
-        None => {
-            let scorer = StatScorer::new(
-                StatConfig::default(),
-                &auspex_window::FeatureSpec::new(&config.windows),
-            );
-            let mut pipeline = Pipeline::new(config, scorer)?;
-            pipeline.run(source.as_mut(), &mut recorder, dead.as_mut())?
-        }
-    };
+    let scorer = auspex_serve::model::open(
+        args.model.as_deref(),
+        auspex_nn::NnDevice::Cpu,
+        &mut config,
+        args.threshold.is_some(),
+    )?;
+    let engine = Engine::new(config, scorer)?;
+    let counts =
+        auspex_serve::pipeline::run_engine(engine, source.as_mut(), &mut recorder, dead.as_mut())?;
     let labels = source.labels();
     let summary = RunSummary::new(source.describe(), counts, &recorder.kept, &labels);
     eprint!("{}", summary.render());

@@ -1,13 +1,12 @@
 //! `auspex`: predicts Kubernetes incidents before they happen.
 //!
-//! The binary is the only place where stages are wired together (see `pipeline.rs`); every
+//! The binary is the only place where stages are wired together (see `auspex-serve`); every
 //! subcommand is a thin layer over the library crates.
 
 mod byo;
 mod cli;
 mod datasets;
 mod learn;
-mod pipeline;
 mod summary;
 
 use anyhow::Result;

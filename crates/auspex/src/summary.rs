@@ -6,7 +6,7 @@ use auspex_model::{Alert, IncidentLabel};
 use auspex_score::eval::{EventReport, KindReport, MatchPolicy, evaluate};
 use serde::Serialize;
 
-use crate::pipeline::RunCounts;
+use auspex_serve::RunCounts;
 
 #[derive(Debug, Serialize)]
 pub struct RunSummary {

@@ -1,0 +1,59 @@
+//! Which scorer serves: a trained bundle (`auspex train`), or the statistical scorer when none
+//! is given.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use auspex_hybrid::{HybridModel, HybridScorer};
+use auspex_nn::NnDevice;
+use auspex_score::Scorer;
+use auspex_score::stat::{StatConfig, StatScorer};
+use auspex_window::{FeatureSpec, WindowConfig};
+
+use crate::engine::EngineConfig;
+use crate::shared::Loader;
+
+/// The scorer for `model` (or the statistical one), with `config` set to what it needs: the
+/// bundle's window settings and, unless `keep_thresholds`, its per-kind thresholds.
+pub fn open(
+    model: Option<&Path>,
+    device: NnDevice,
+    config: &mut EngineConfig,
+    keep_thresholds: bool,
+) -> Result<Box<dyn Scorer>> {
+    let Some(dir) = model else {
+        return Ok(Box::new(StatScorer::new(
+            StatConfig::default(),
+            &FeatureSpec::new(&config.windows),
+        )));
+    };
+    let model = HybridModel::load(dir, device)
+        .with_context(|| format!("loading the model bundle {}", dir.display()))?;
+    let w = &mut config.windows;
+    w.resolution_ms = model.spec.resolution_ms;
+    w.length = model.spec.length;
+    w.metrics = model.spec.metrics.clone();
+    w.ewma_alpha = model.spec.ewma_alpha;
+    w.tte_cap_seconds = model.spec.tte_cap_seconds;
+    let scorer = HybridScorer::new(model);
+    if !keep_thresholds {
+        config.alerts.thresholds = scorer.thresholds();
+    }
+    Ok(Box::new(scorer))
+}
+
+/// Loads bundles for a reload: the live windows must give exactly the features the bundle
+/// was trained on, or the bundle is refused with the first difference.
+pub fn loader(device: NnDevice) -> Loader {
+    Box::new(move |dir: &Path, windows: &WindowConfig| {
+        let model = HybridModel::load(dir, device)
+            .with_context(|| format!("loading the model bundle {}", dir.display()))?;
+        if let Err(e) = FeatureSpec::new(windows).check(&model.spec) {
+            bail!(
+                "{} was trained on other windows than this instance keeps ({e}); restart serve with it instead of reloading",
+                dir.display()
+            );
+        }
+        Ok(Box::new(HybridScorer::new(model)) as Box<dyn Scorer>)
+    })
+}

@@ -1,0 +1,175 @@
+//! What the loops and the HTTP API share: the engine behind one lock, readiness, the model
+//! loader and the alert hooks (Alertmanager).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use auspex_ingest::Record;
+use auspex_model::{Alert, TimestampMs};
+use auspex_score::Scorer;
+use auspex_window::WindowConfig;
+
+use crate::engine::{Engine, KindScores};
+
+/// Loads a model bundle into a scorer for windows built under the given config; refuses a
+/// bundle whose features those windows cannot give.
+pub type Loader = Box<dyn Fn(&Path, &WindowConfig) -> Result<Box<dyn Scorer>> + Send + Sync>;
+
+/// A hook every emitted alert passes through (on-call routing).
+pub type AlertHook = Box<dyn Fn(&Alert) + Send + Sync>;
+
+/// Readiness: `/readyz` answers 200 once every flag that applies is set.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    pub model_loaded: AtomicBool,
+    /// Whether a consumer group assignment is needed (Kafka) at all.
+    pub needs_assignment: AtomicBool,
+    pub assigned: AtomicBool,
+    pub draining: AtomicBool,
+}
+
+impl Readiness {
+    /// `Ok` when ready, else what is missing.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.draining.load(Ordering::Relaxed) {
+            return Err("shutting down");
+        }
+        if !self.model_loaded.load(Ordering::Relaxed) {
+            return Err("no model loaded");
+        }
+        if self.needs_assignment.load(Ordering::Relaxed) && !self.assigned.load(Ordering::Relaxed) {
+            return Err("the consumer has no partition assignment yet");
+        }
+        Ok(())
+    }
+}
+
+/// Shared by the pipeline loop and the HTTP handlers.
+pub struct Shared {
+    engine: Mutex<Engine>,
+    pub readiness: Readiness,
+    pub started: Instant,
+    hooks: Vec<AlertHook>,
+    loader: Option<Loader>,
+    model_path: Mutex<Option<PathBuf>>,
+    /// A second scorer of the served model for `POST /v1/score`, so ad hoc requests never
+    /// touch the live per-entity state.
+    adhoc: Mutex<Option<Box<dyn Scorer>>>,
+    pub reloads: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(engine: Engine) -> Self {
+        let s = Shared {
+            engine: Mutex::new(engine),
+            readiness: Readiness::default(),
+            started: Instant::now(),
+            hooks: Vec::new(),
+            loader: None,
+            model_path: Mutex::new(None),
+            adhoc: Mutex::new(None),
+            reloads: AtomicU64::new(0),
+        };
+        s.readiness.model_loaded.store(true, Ordering::Relaxed);
+        s
+    }
+
+    /// Adds a hook every alert passes through.
+    pub fn with_hook(mut self, hook: AlertHook) -> Self {
+        self.hooks.push(hook);
+        self
+    }
+
+    /// Sets how bundles are loaded (enables `POST /v1/model/reload` and `POST /v1/score`).
+    pub fn with_loader(mut self, loader: Loader, path: Option<PathBuf>) -> Result<Self> {
+        if let Some(p) = &path {
+            let windows = self.engine().config().windows.clone();
+            *self.adhoc.get_mut().expect("not shared yet") = Some(loader(p, &windows)?);
+        }
+        *self.model_path.get_mut().expect("not shared yet") = path;
+        self.loader = Some(loader);
+        Ok(self)
+    }
+
+    /// The engine, locked. Hold it briefly: the HTTP handlers wait on it.
+    pub fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Passes an emitted alert to every hook.
+    pub fn route(&self, alert: &Alert) {
+        for h in &self.hooks {
+            h(alert);
+        }
+    }
+
+    /// Loads `path` (or the configured bundle again), verifying its checksums and that the
+    /// live windows give the features it needs, and swaps it in between two batches: no
+    /// message is dropped. Returns (old version, new version).
+    pub fn reload(&self, path: Option<&Path>) -> Result<(String, String)> {
+        let Some(loader) = &self.loader else {
+            bail!("this instance serves the statistical scorer: there is no bundle to reload");
+        };
+        let path = match path {
+            Some(p) => p.to_path_buf(),
+            None => self
+                .model_path
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .context("no model path configured: name the bundle to load")?,
+        };
+        let windows = self.engine().config().windows.clone();
+        // Load outside the engine's lock: scoring goes on meanwhile.
+        let live = loader(&path, &windows)
+            .with_context(|| format!("loading the model bundle {}", path.display()))?;
+        let adhoc = loader(&path, &windows)?;
+        let new = live.version();
+        let old = self.engine().swap_scorer(live);
+        *self.adhoc.lock().unwrap_or_else(|p| p.into_inner()) = Some(adhoc);
+        *self.model_path.lock().unwrap_or_else(|p| p.into_inner()) = Some(path);
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        Ok((old, new))
+    }
+
+    /// Scores posted records on their own (a scratch engine with the live configuration and
+    /// the ad hoc scorer); returns the latest scores per entity.
+    pub fn score_adhoc(&self, records: Vec<Record>) -> Result<Vec<(String, Vec<KindScores>)>> {
+        let config = self.engine().config().clone();
+        let mut slot = self.adhoc.lock().unwrap_or_else(|p| p.into_inner());
+        let scorer = slot
+            .take()
+            .context("ad hoc scoring needs a model bundle (serve was started without one)")?;
+        let mut engine = Engine::new(config, scorer)?;
+        let mut last: Option<TimestampMs> = None;
+        let mut ids = Vec::new();
+        for r in records {
+            if let Some(ts) = r.timestamp_ms() {
+                last = Some(last.map_or(ts, |l| l.max(ts)));
+            }
+            if let Record::Sample(s) = &r {
+                ids.push(s.entity.id());
+            }
+            engine.apply(r);
+        }
+        let mut sink = Vec::new();
+        if let Some(last) = last {
+            engine.advance(last + engine.tick_ms(), &mut sink);
+        }
+        ids.sort();
+        ids.dedup();
+        let out = ids
+            .iter()
+            .filter_map(|id| engine.entity(id).map(|v| (v.id, v.scores)))
+            .collect();
+        let mut scorer = engine.into_scorer();
+        for id in &ids {
+            scorer.forget(id);
+        }
+        *slot = Some(scorer);
+        Ok(out)
+    }
+}
