@@ -18,6 +18,8 @@
 //! pausing partitions, rebalances, SIGTERM draining, and `auspex serve` around them.
 
 pub mod offsets;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

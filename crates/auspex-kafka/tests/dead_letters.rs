@@ -2,12 +2,11 @@
 //! one reaches the dead-letter topic unchanged, with headers naming its origin and the reason,
 //! and every valid one parses.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use auspex_ingest::{Origin, Record, parse_line};
+use auspex_kafka::testing::Broker;
 use auspex_kafka::{
     DeadLetters, HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC, KafkaSettings,
 };
@@ -64,7 +63,7 @@ fn read(c: &BaseConsumer, n: usize, mut f: impl FnMut(&BorrowedMessage<'_>)) -> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_messages_reach_the_dead_letter_topic_with_their_origin() {
-    let broker = common::Broker::start();
+    let broker = Broker::start();
     broker.create_topic("samples", 3);
     broker.create_topic("dead-letters", 1);
     let settings = KafkaSettings::new(broker.addr.clone());

@@ -22,8 +22,9 @@
 //!
 //! **Event time.** The watermark is the smallest newest-timestamp over the assigned partitions
 //! that delivered something within `idle_partition_ms` (a partition not heard from yet holds it
-//! back for that long), so ticks are the same however partitions interleave. Topology events
-//! wait in a bounded buffer until the watermark reaches them.
+//! back for that long). Records wait in a bounded reorder buffer until the watermark passes
+//! their slot, so the ticks, and the alerts, are those of one stream in event-time order
+//! however the partitions interleave.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -35,12 +36,12 @@ use anyhow::{Context, Result};
 use auspex_ingest::{DeadLetter, Origin, Record, parse_line};
 use auspex_kafka::offsets::{OffsetTracker, Partition};
 use auspex_kafka::{KafkaSettings, dead_letter_key, headers_of};
-use auspex_model::{Alert, TimestampMs, TopologyEvent};
+use auspex_model::{Alert, TimestampMs};
+use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::{ClientContext, Timestamp};
 use serde::Deserialize;
 
 use crate::shared::Shared;
@@ -79,9 +80,9 @@ pub struct KafkaConfig {
     /// With no message at all for this long, the last slot is scored (a stream that went
     /// quiet still alerts on what it sent).
     pub idle_flush_ms: u64,
-    /// Topology events buffered until the watermark reaches them; the oldest are applied
-    /// early past this.
-    pub topology_buffer: usize,
+    /// Records (samples, topology events) held until the watermark passes their slot; past
+    /// this many the oldest are applied early (a partition far behind the others).
+    pub reorder_buffer: usize,
     /// Upper bound on the stop: consumption stops, then the producer gets this long to
     /// deliver what is in flight before the final commit.
     pub drain_timeout_ms: u64,
@@ -110,7 +111,7 @@ impl Default for KafkaConfig {
             batch: 512,
             idle_partition_ms: 30_000,
             idle_flush_ms: 30_000,
-            topology_buffer: 100_000,
+            reorder_buffer: 200_000,
             drain_timeout_ms: 10_000,
             session_timeout_ms: 20_000,
             max_poll_interval_ms: 60_000,
@@ -157,7 +158,7 @@ impl KafkaConfig {
             ("batch", self.batch as u64),
             ("idle_partition_ms", self.idle_partition_ms),
             ("idle_flush_ms", self.idle_flush_ms),
-            ("topology_buffer", self.topology_buffer as u64),
+            ("reorder_buffer", self.reorder_buffer as u64),
             ("session_timeout_ms", self.session_timeout_ms),
         ] {
             if v == 0 {
@@ -211,6 +212,8 @@ struct Pending {
 }
 
 #[derive(Default)]
+// Boxed: the producer's delivery opaque is a `Box`, and a retry sends the same box again.
+#[allow(clippy::vec_box)]
 struct Reports {
     delivered: Vec<Box<Pending>>,
     failed: Vec<(String, Box<Pending>)>,
@@ -311,14 +314,15 @@ struct Loop<'a> {
     topology: Option<BaseConsumer>,
     producer: BaseProducer<ProducerCtx>,
     tracker: OffsetTracker,
-    /// Per partition, live messages with a timestamp whose slot is not scored yet (offset,
-    /// event time), in consumption order.
-    unscored: HashMap<Partition, std::collections::VecDeque<(i64, TimestampMs)>>,
     lanes: HashMap<Partition, Lane>,
     /// Which partition an entity's samples last came from (to forget it on revoke).
     owner: HashMap<auspex_model::EntityId, Partition>,
-    topo_buffer: BinaryHeap<Reverse<(TimestampMs, u64, TopologyBox)>>,
-    topo_seq: u64,
+    /// Records waiting for the watermark to pass their slot, oldest first.
+    reorder: BinaryHeap<Reverse<Buffered>>,
+    seq: u64,
+    /// Live messages applied to the engine whose tick has not run yet.
+    awaiting_tick: Vec<(Partition, i64)>,
+    #[allow(clippy::vec_box)]
     retry: Vec<Box<Pending>>,
     in_flight: usize,
     paused: bool,
@@ -329,22 +333,28 @@ struct Loop<'a> {
     alerts: Vec<Alert>,
 }
 
-/// A topology event ordered by (time, arrival) only.
-struct TopologyBox(TopologyEvent);
-impl PartialEq for TopologyBox {
-    fn eq(&self, _: &Self) -> bool {
-        true
+/// A record waiting in the reorder buffer, ordered by (event time, arrival).
+struct Buffered {
+    ts: TimestampMs,
+    seq: u64,
+    record: Record,
+    /// The live message it came from (None: replayed, or from the topology topic).
+    from: Option<(Partition, i64)>,
+}
+impl PartialEq for Buffered {
+    fn eq(&self, o: &Self) -> bool {
+        (self.ts, self.seq) == (o.ts, o.seq)
     }
 }
-impl Eq for TopologyBox {}
-impl PartialOrd for TopologyBox {
+impl Eq for Buffered {}
+impl PartialOrd for Buffered {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for TopologyBox {
-    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
-        std::cmp::Ordering::Equal
+impl Ord for Buffered {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.ts, self.seq).cmp(&(o.ts, o.seq))
     }
 }
 
@@ -407,11 +417,11 @@ pub fn run(shared: &Shared, cfg: &KafkaConfig, stop: Arc<AtomicBool>) -> Result<
         topology,
         producer,
         tracker: OffsetTracker::new(),
-        unscored: HashMap::new(),
         lanes: HashMap::new(),
         owner: HashMap::new(),
-        topo_buffer: BinaryHeap::new(),
-        topo_seq: 0,
+        reorder: BinaryHeap::new(),
+        seq: 0,
+        awaiting_tick: Vec::new(),
         retry: Vec::new(),
         in_flight: 0,
         paused: false,
@@ -481,7 +491,7 @@ impl Loop<'_> {
         let mut got = 0;
         let mut timeout = Duration::from_millis(50);
         // Messages are taken out of librdkafka before the lock, so HTTP waits only on the apply.
-        let mut batch: Vec<(Partition, i64, Option<i64>, Vec<u8>, Instant)> = Vec::new();
+        let mut batch: Vec<(Partition, i64, Vec<u8>, Instant)> = Vec::new();
         while got < self.cfg.batch {
             let Some(m) = self.consumer.poll(timeout) else {
                 break;
@@ -495,18 +505,16 @@ impl Loop<'_> {
                 }
             };
             got += 1;
-            let ts = match m.timestamp() {
-                Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
-                Timestamp::NotAvailable => None,
-            };
             batch.push((
                 (m.topic().to_string(), m.partition()),
                 m.offset(),
-                ts,
                 m.payload().unwrap_or_default().to_vec(),
                 Instant::now(),
             ));
         }
+        // An assignment arrives inside `poll`, before its partitions' first messages: take it
+        // up first, so partitions not heard from yet hold the watermark back.
+        self.act_on_rebalances();
         if batch.is_empty() {
             return Ok(false);
         }
@@ -515,7 +523,8 @@ impl Loop<'_> {
         let mut skip: HashSet<Partition> = HashSet::new();
         let shared = self.shared;
         let mut engine = shared.engine();
-        for (p, offset, _broker_ts, payload, read_at) in batch {
+        let last_read = batch.last().map_or_else(Instant::now, |b| b.3);
+        for (p, offset, payload, read_at) in batch {
             if skip.contains(&p) {
                 continue;
             }
@@ -571,31 +580,24 @@ impl Loop<'_> {
                 let lane = self.lanes.get_mut(&p).expect("inserted above");
                 lane.newest_ts = Some(lane.newest_ts.map_or(ts, |n| n.max(ts)));
             }
-            // Close the ticks the watermark has passed, then apply the record.
-            if let Some(w) = self.watermark() {
-                self.advance(&mut engine, w, read_at);
-            }
+            let from = (!replay).then(|| (p.clone(), offset));
             match record {
-                Record::Topology(e) => self.buffer_topology(&mut engine, e),
-                Record::Sample(s) => {
-                    self.owner.insert(s.entity.id(), p.clone());
-                    engine.apply(Record::Sample(s));
-                }
                 Record::DeadLetter(d) => {
                     engine.apply(Record::DeadLetter(d.clone()));
-                    if !replay {
-                        self.dead_letter(&d, Some((p.clone(), offset)), read_at);
+                    if let Some(from) = from {
+                        self.dead_letter(&d, Some(from.clone()), read_at);
+                        self.tracker.applied(&from.0, from.1);
                     }
                 }
-            }
-            if !replay {
-                match ts {
-                    // Done once the tick that scores its slot has run.
-                    Some(ts) => self.unscored.entry(p).or_default().push_back((offset, ts)),
-                    None => self.tracker.applied(&p, offset),
+                Record::Sample(s) => {
+                    self.owner.insert(s.entity.id(), p.clone());
+                    self.buffer(&mut engine, Record::Sample(s), from);
                 }
+                record => self.buffer(&mut engine, record, from),
             }
         }
+        let w = self.watermark();
+        self.release(&mut engine, w, last_read);
         drop(engine);
         self.store_offsets();
         Ok(true)
@@ -619,26 +621,80 @@ impl Loop<'_> {
         w
     }
 
-    fn advance(
+    /// The watermark reached `w`: applies the buffered records of the slots before its
+    /// boundary, then runs the tick.
+    fn release(
         &mut self,
         engine: &mut crate::engine::Engine,
-        watermark: TimestampMs,
+        w: Option<TimestampMs>,
         read_at: Instant,
     ) {
-        if self.watermark.is_some_and(|w| watermark <= w) {
+        let Some(w) = w else {
+            return;
+        };
+        if self.watermark.is_some_and(|x| w <= x) {
             return;
         }
-        self.watermark = Some(watermark);
-        metrics::gauge!(t::WATERMARK).set(watermark as f64 / 1000.0);
-        self.apply_topology_until(engine, watermark);
-        if let Some(boundary) = engine.advance(watermark, &mut self.alerts) {
-            self.after_tick(boundary, read_at);
+        self.watermark = Some(w);
+        metrics::gauge!(t::WATERMARK).set(w as f64 / 1000.0);
+        let boundary = w.div_euclid(engine.tick_ms()) * engine.tick_ms();
+        // Record by record in event time, as one ordered stream would come: every slot
+        // boundary crossed gets its tick.
+        while self.reorder.peek().is_some_and(|b| b.0.ts < boundary) {
+            let Reverse(b) = self.reorder.pop().expect("peeked");
+            if engine.advance(b.ts, &mut self.alerts).is_some() {
+                self.after_tick(read_at);
+            }
+            self.apply_buffered(engine, b);
+        }
+        if engine.advance(w, &mut self.alerts).is_some() {
+            self.after_tick(read_at);
+        }
+    }
+
+    fn apply_buffered(&mut self, engine: &mut crate::engine::Engine, b: Buffered) {
+        engine.apply(b.record);
+        if let Some(from) = b.from {
+            self.awaiting_tick.push(from);
+        }
+    }
+
+    /// Holds a record until the watermark passes its slot (a late one is applied at once).
+    fn buffer(
+        &mut self,
+        engine: &mut crate::engine::Engine,
+        record: Record,
+        from: Option<(Partition, i64)>,
+    ) {
+        let Some(ts) = record.timestamp_ms() else {
+            return;
+        };
+        self.seq += 1;
+        let b = Buffered {
+            ts,
+            seq: self.seq,
+            record,
+            from,
+        };
+        let tick = engine.tick_ms();
+        if self
+            .watermark
+            .is_some_and(|w| ts < w.div_euclid(tick) * tick)
+        {
+            self.apply_buffered(engine, b);
+            return;
+        }
+        self.reorder.push(Reverse(b));
+        while self.reorder.len() > self.cfg.reorder_buffer {
+            // A partition far behind the others: apply the oldest early rather than grow.
+            let Reverse(b) = self.reorder.pop().expect("non-empty");
+            self.apply_buffered(engine, b);
         }
     }
 
     /// Sends a tick's alerts, each holding back its entity's partition, then marks the
     /// samples the tick scored as applied.
-    fn after_tick(&mut self, boundary: TimestampMs, read_at: Instant) {
+    fn after_tick(&mut self, read_at: Instant) {
         let suppress = !self.lanes.values().any(Lane::live);
         for a in std::mem::take(&mut self.alerts) {
             if suppress {
@@ -651,13 +707,8 @@ impl Loop<'_> {
                 .and_then(|p| self.tracker.oldest(p).map(|o| (p.clone(), o)));
             self.send_alert(&a, from, read_at);
         }
-        for (p, queue) in &mut self.unscored {
-            while let Some(&(offset, ts)) = queue.front()
-                && ts < boundary
-            {
-                queue.pop_front();
-                self.tracker.applied(p, offset);
-            }
+        for (p, offset) in std::mem::take(&mut self.awaiting_tick) {
+            self.tracker.applied(&p, offset);
         }
     }
 
@@ -839,7 +890,6 @@ impl Loop<'_> {
             drop(engine);
             for p in &revoked {
                 self.tracker.revoke(p);
-                self.unscored.remove(p);
                 self.lanes.remove(p);
             }
             tracing::info!(
@@ -894,7 +944,7 @@ impl Loop<'_> {
         for (r, read_at) in got {
             t::record_in(&r, &self.cfg.topology_topic);
             match r {
-                Record::Topology(e) => self.buffer_topology(&mut engine, e),
+                Record::Topology(e) => self.buffer(&mut engine, Record::Topology(e), None),
                 Record::Sample(s) => {
                     tracing::debug!(entity = %s.entity.id(), "a sample on the topology topic is ignored")
                 }
@@ -904,29 +954,6 @@ impl Loop<'_> {
                     self.dead_letter(&d, None, read_at);
                 }
             }
-        }
-    }
-
-    fn buffer_topology(&mut self, engine: &mut crate::engine::Engine, e: TopologyEvent) {
-        if self.watermark.is_some_and(|w| e.timestamp_ms <= w) {
-            engine.apply(Record::Topology(e));
-            return;
-        }
-        self.topo_seq += 1;
-        self.topo_buffer
-            .push(Reverse((e.timestamp_ms, self.topo_seq, TopologyBox(e))));
-        while self.topo_buffer.len() > self.cfg.topology_buffer {
-            let Reverse((_, _, TopologyBox(e))) = self.topo_buffer.pop().expect("non-empty");
-            engine.apply(Record::Topology(e));
-        }
-    }
-
-    fn apply_topology_until(&mut self, engine: &mut crate::engine::Engine, w: TimestampMs) {
-        while let Some(Reverse((ts, _, _))) = self.topo_buffer.peek()
-            && *ts <= w
-        {
-            let Reverse((_, _, TopologyBox(e))) = self.topo_buffer.pop().expect("peeked");
-            engine.apply(Record::Topology(e));
         }
     }
 
@@ -945,13 +972,9 @@ impl Loop<'_> {
             return;
         };
         let w = newest + engine.tick_ms();
-        self.apply_topology_until(&mut engine, w);
-        if let Some(boundary) = engine.advance(w, &mut self.alerts) {
-            self.watermark = Some(w);
-            drop(engine);
-            self.after_tick(boundary, Instant::now());
-            self.store_offsets();
-        }
+        self.release(&mut engine, Some(w), Instant::now());
+        drop(engine);
+        self.store_offsets();
     }
 
     fn gauges(&self) {

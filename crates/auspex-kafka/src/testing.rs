@@ -1,16 +1,18 @@
 //! A real Kafka-protocol broker for tests: tansu (installed by `.ci/install`), started on a free
-//! loopback port with in-memory storage, stopped when dropped.
-#![allow(dead_code)]
+//! loopback port, stopped when dropped. In-memory storage by default; [`Broker::durable`] keeps
+//! its data in SQLite so a test can stop and restart it. Enabled by the `testing` feature, for
+//! the integration tests of every crate that talks to Kafka.
 
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Broker {
-    child: Child,
+    child: Option<Child>,
     /// `127.0.0.1:PORT`, for `bootstrap.servers`.
     pub addr: String,
+    storage: String,
     dir: tempfile::TempDir,
 }
 
@@ -35,15 +37,40 @@ fn tansu() -> PathBuf {
 }
 
 impl Broker {
+    /// A broker with in-memory storage.
     pub fn start() -> Broker {
+        Self::with_storage("memory://tansu/")
+    }
+
+    /// A broker whose messages and committed offsets survive [`Broker::restart`]. The SQLite
+    /// path is relative to the broker's working directory, the test's temporary folder (a
+    /// leading slash is not honoured: see KAFKA.md).
+    pub fn durable() -> Broker {
+        Self::with_storage("sqlite://tansu.db")
+    }
+
+    fn with_storage(storage: &str) -> Broker {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free loopback port")
             .port();
-        let addr = format!("127.0.0.1:{port}");
-        let url = format!("tcp://{addr}");
-        let dir = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(dir.path().join("tansu.log")).unwrap();
+        let mut broker = Broker {
+            child: None,
+            addr: format!("127.0.0.1:{port}"),
+            storage: storage.to_string(),
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        };
+        broker.launch();
+        broker
+    }
+
+    fn launch(&mut self) {
+        let url = format!("tcp://{}", self.addr);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("tansu.log"))
+            .expect("the broker's log file");
         let child = Command::new(tansu())
             .args([
                 "broker",
@@ -52,24 +79,37 @@ impl Broker {
                 "--advertised-listener-url",
                 &url,
             ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .current_dir(dir.path())
-            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .args(["--storage-engine", &self.storage])
+            .current_dir(self.dir.path())
+            .stdout(Stdio::from(log.try_clone().expect("log handle")))
             .stderr(Stdio::from(log))
             .spawn()
             .expect("tansu starts");
-        let broker = Broker { child, addr, dir };
+        self.child = Some(child);
         let started = Instant::now();
-        while TcpStream::connect(&broker.addr).is_err() {
+        while TcpStream::connect(&self.addr).is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(20),
                 "tansu did not listen on {} within 20 s: {}",
-                broker.addr,
-                broker.log()
+                self.addr,
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        broker
+    }
+
+    /// Kills the broker (as a crash would); [`Broker::restart`] brings it back on the same port.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
     }
 
     pub fn create_topic(&self, name: &str, partitions: u32) {
@@ -87,6 +127,11 @@ impl Broker {
         );
     }
 
+    /// The broker's working directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()
     }
@@ -94,7 +139,6 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
