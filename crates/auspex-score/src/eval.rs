@@ -29,6 +29,16 @@ impl Default for MatchPolicy {
     }
 }
 
+impl MatchPolicy {
+    /// Whether alert `a` counts as a detection of incident `l` (the entity is checked by the
+    /// caller).
+    pub fn matches(&self, a: &Alert, l: &IncidentLabel) -> bool {
+        (self.any_kind || a.kind == l.kind)
+            && a.starts_at_ms >= l.onset_ms - self.early_ms
+            && a.starts_at_ms <= l.end_ms + self.late_ms
+    }
+}
+
 /// Figures for one anomaly kind (or all kinds together).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KindReport {
@@ -78,11 +88,7 @@ pub fn evaluate(
     for a in &firing {
         by_entity.entry(a.entity.id()).or_default().push(a);
     }
-    let matches = |a: &Alert, l: &IncidentLabel| -> bool {
-        (policy.any_kind || a.kind == l.kind)
-            && a.starts_at_ms >= l.onset_ms - policy.early_ms
-            && a.starts_at_ms <= l.end_ms + policy.late_ms
-    };
+    let matches = |a: &Alert, l: &IncidentLabel| policy.matches(a, l);
 
     let mut per_kind: BTreeMap<AnomalyKind, (KindReport, Vec<f64>, usize)> = BTreeMap::new();
     let mut all_leads = Vec::new();

@@ -15,8 +15,9 @@
 //!
 //! **Restart and rebalance.** On the first message of a newly assigned partition at offset
 //! `c > 0`, the loop seeks back `rebuild_messages` and replays up to `c` to rebuild windows and
-//! episodes. While *every* partition is replaying, ticks raise no alerts (they were sent before
-//! the last commit: a tick's alerts hold back their entities' partitions). Revoked
+//! episodes. An alert on an entity whose partition is still replaying is not sent again: the
+//! entity's samples of that tick are before the committed offset, and a sample is done only
+//! after its tick's alerts were acknowledged. Revoked
 //! partitions' entities are forgotten. Offsets never move backwards: only the tracker stores
 //! them, and replayed messages are not tracked.
 //!
@@ -299,10 +300,6 @@ impl Lane {
             started: false,
             replay_until: None,
         }
-    }
-
-    fn live(&self) -> bool {
-        self.started && self.replay_until.is_none()
     }
 }
 
@@ -695,16 +692,18 @@ impl Loop<'_> {
     /// Sends a tick's alerts, each holding back its entity's partition, then marks the
     /// samples the tick scored as applied.
     fn after_tick(&mut self, read_at: Instant) {
-        let suppress = !self.lanes.values().any(Lane::live);
         for a in std::mem::take(&mut self.alerts) {
-            if suppress {
+            let owner = self.owner.get(&a.entity.id());
+            // Replaying its partition: the entity's samples of this tick are before the
+            // committed offset, so they were done, so this alert was acknowledged before.
+            if owner
+                .and_then(|p| self.lanes.get(p))
+                .is_some_and(|l| l.replay_until.is_some())
+            {
                 self.stats.alerts_suppressed_in_replay += 1;
                 continue;
             }
-            let from = self
-                .owner
-                .get(&a.entity.id())
-                .and_then(|p| self.tracker.oldest(p).map(|o| (p.clone(), o)));
+            let from = owner.and_then(|p| self.tracker.oldest(p).map(|o| (p.clone(), o)));
             self.send_alert(&a, from, read_at);
         }
         for (p, offset) in std::mem::take(&mut self.awaiting_tick) {

@@ -39,6 +39,9 @@ pub enum Command {
     Train(crate::learn::TrainArgs),
     /// Evaluate a model bundle on labelled data: metrics, ablation, plots.
     Evaluate(crate::learn::EvaluateArgs),
+    /// The service: Kafka in and out (or the embedded default without brokers), the HTTP API
+    /// and `/metrics`, alerts to Kafka, stdout or Alertmanager.
+    Serve(crate::serve::ServeArgs),
 }
 
 /// Simulator settings shared by `simulate` and `run`.
@@ -308,9 +311,9 @@ pub fn run(args: RunArgs) -> Result<()> {
 }
 
 /// Passes alerts on and keeps a copy for the evaluation at the end.
-struct Recorder<'a> {
-    inner: &'a mut dyn Sink<Alert>,
-    kept: Vec<Alert>,
+pub(crate) struct Recorder<'a> {
+    pub(crate) inner: &'a mut dyn Sink<Alert>,
+    pub(crate) kept: Vec<Alert>,
 }
 
 impl Sink<Alert> for Recorder<'_> {

@@ -7,6 +7,7 @@ mod byo;
 mod cli;
 mod datasets;
 mod learn;
+mod serve;
 mod summary;
 
 use anyhow::Result;
@@ -30,6 +31,7 @@ fn run(cli: cli::Cli) -> Result<()> {
         cli::Command::Run(args) => cli::run(args),
         cli::Command::Train(args) => learn::train(args),
         cli::Command::Evaluate(args) => learn::evaluate(args),
+        cli::Command::Serve(args) => serve::serve(args),
     }
 }
 
