@@ -11,6 +11,7 @@
 
 pub mod alertmanager;
 pub mod engine;
+pub mod http;
 pub mod kafka;
 pub mod model;
 pub mod pipeline;
