@@ -4,10 +4,11 @@
 //! - [`pipeline`]: the embedded default (simulator or file replay in, alerts to a sink);
 //! - [`kafka`]: the consumer group in, alerts and dead letters out, at-least-once;
 //! - [`shared`]: what the loops and the HTTP API share;
+//! - [`http`]: the HTTP API and `/metrics`;
 //! - [`alertmanager`]: on-call routing;
+//! - [`model`]: which scorer serves, and reloads;
+//! - [`config`]: the TOML file, environment and flags, validated;
 //! - [`telemetry`]: the service's metrics.
-//!
-//! TODO(issue 4, docs/SERVE.md): HTTP API, configuration file.
 
 pub mod alertmanager;
 pub mod engine;

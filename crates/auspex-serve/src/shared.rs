@@ -144,10 +144,11 @@ impl Shared {
             .take()
             .context("ad hoc scoring needs a model bundle (serve was started without one)")?;
         let mut engine = Engine::new(config, scorer)?;
-        let mut last: Option<TimestampMs> = None;
+        let (mut first, mut last): (Option<TimestampMs>, Option<TimestampMs>) = (None, None);
         let mut ids = Vec::new();
         for r in records {
             if let Some(ts) = r.timestamp_ms() {
+                first = Some(first.map_or(ts, |f| f.min(ts)));
                 last = Some(last.map_or(ts, |l| l.max(ts)));
             }
             if let Record::Sample(s) = &r {
@@ -156,7 +157,9 @@ impl Shared {
             engine.apply(r);
         }
         let mut sink = Vec::new();
-        if let Some(last) = last {
+        if let (Some(first), Some(last)) = (first, last) {
+            // The first advance lays the tick grid down; the second scores the last slot.
+            engine.advance(first, &mut sink);
             engine.advance(last + engine.tick_ms(), &mut sink);
         }
         ids.sort();

@@ -684,8 +684,6 @@ async fn post_scores(server: &Server, samples: &[Vec<u8>]) -> (Value, Value) {
 /// Twenty minutes of samples scored ad hoc give every pod a score per kind, from every
 /// branch, the same from NDJSON as from a JSON array.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Shared::score_adhoc never ticks: its one Engine::advance only anchors the tick grid \
-            (advance to the first timestamp before the last one to fix it in shared.rs)"]
 async fn adhoc_scores_every_kind() {
     let fixture = fixture_model();
     let shared = tokio::task::spawn_blocking(move || Arc::new(bundled(&fixture)))
