@@ -184,8 +184,27 @@ impl ServeConfig {
             let key = e.path().to_string();
             anyhow::anyhow!("{from}: key `{key}`: {}", e.inner())
         })?;
-        config.validate().map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
         Ok(config)
+    }
+
+    /// A copy safe to print: passwords, secrets and tokens replaced.
+    pub fn redacted(&self) -> ServeConfig {
+        let mut c = self.clone();
+        for (k, v) in c.kafka.properties.iter_mut() {
+            if ["password", "secret", "token", "key"]
+                .iter()
+                .any(|s| k.contains(s))
+            {
+                *v = "<redacted>".into();
+            }
+        }
+        if c.http.bearer_token.is_some() {
+            c.http.bearer_token = Some("<redacted>".into());
+        }
+        c
     }
 
     /// Every section's checks; the error names the key (`section.key`) and why.
@@ -213,6 +232,7 @@ impl ServeConfig {
         self.windows
             .validate()
             .map_err(|e| format!("windows: {e}"))?;
+        self.graph.validate().map_err(|e| format!("graph: {e}"))?;
         if self.engine.recent_alerts == 0 {
             return Err("engine.recent_alerts: must be at least 1".into());
         }
@@ -283,7 +303,10 @@ mod tests {
                 ("AUSPEX__KAFKA__PROPERTIES__SASL_PASSWORD", "s3cret"),
                 ("OTHER", "x"),
             ],
-            &["kafka.brokers=c:3", "kafka.properties.security.protocol=SASL_SSL"],
+            &[
+                "kafka.brokers=c:3",
+                "kafka.properties.security.protocol=SASL_SSL",
+            ],
         )
         .unwrap();
         assert_eq!(c.kafka.brokers, "c:3");
@@ -311,8 +334,12 @@ mod tests {
         let e = load("", &[], &["model.device=tpu"]).unwrap_err();
         assert!(format!("{e:#}").contains("model.device"), "{e:#}");
 
-        let e = load("[kafka]\nbrokers = \"k:1\"\nsamples_topic = \"x\"\nalerts_topic = \"x\"\n", &[], &[])
-            .unwrap_err();
+        let e = load(
+            "[kafka]\nbrokers = \"k:1\"\nsamples_topic = \"x\"\nalerts_topic = \"x\"\n",
+            &[],
+            &[],
+        )
+        .unwrap_err();
         assert!(format!("{e:#}").contains("kafka.alerts_topic"), "{e:#}");
 
         let e = load("not = [toml", &[], &[]).unwrap_err();
@@ -320,6 +347,21 @@ mod tests {
 
         let e = load("", &[], &["model.path=/nonexistent/bundle"]).unwrap_err();
         assert!(format!("{e:#}").contains("model.path"), "{e:#}");
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../..");
+        let c = ServeConfig::load(
+            Some(&root.join("deploy/auspex.example.toml")),
+            Vec::new(),
+            &[],
+        )
+        .unwrap();
+        assert!(c.kafka.enabled());
+        assert!(c.alertmanager.is_some());
+        let shown = format!("{:?}", c.redacted());
+        assert!(!shown.contains("s3cret"));
     }
 
     #[test]

@@ -175,10 +175,16 @@ impl KafkaConfig {
                 self.max_poll_interval_ms, self.session_timeout_ms
             ));
         }
-        for key in ["enable.auto.offset.store", "enable.idempotence", "group.id"] {
+        for key in [
+            "enable.auto.offset.store",
+            "enable.auto.commit",
+            "enable.idempotence",
+            "group.id",
+            "bootstrap.servers",
+        ] {
             if self.properties.contains_key(key) {
                 return Err(format!(
-                    "kafka.properties.{key}: auspex sets this itself (at-least-once depends on it)"
+                    "kafka.properties.{key}: auspex sets this itself (at-least-once depends on it; brokers go in kafka.brokers)"
                 ));
             }
         }

@@ -11,6 +11,7 @@
 //! - [`telemetry`]: the service's metrics.
 
 pub mod alertmanager;
+pub mod config;
 pub mod engine;
 pub mod http;
 pub mod kafka;

@@ -35,7 +35,7 @@ pub struct ServeArgs {
 pub fn serve(args: ServeArgs) -> Result<()> {
     let config = ServeConfig::load(args.config.as_deref(), std::env::vars(), &args.sets)?;
     if args.check_config {
-        println!("{config:#?}");
+        println!("{:#?}", config.redacted());
         return Ok(());
     }
     let device = match config.model.device.as_str() {
@@ -109,9 +109,11 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             let addr = listener.local_addr()?;
             eprintln!("auspex serve: HTTP API on http://{addr}");
             let done = stopped.clone();
-            Some(runtime.spawn(auspex_serve::http::serve(listener, router, async move {
-                done.notified().await
-            })))
+            Some(
+                runtime.spawn(auspex_serve::http::serve(listener, router, async move {
+                    done.notified().await
+                })),
+            )
         }
         None => None,
     };
@@ -122,7 +124,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             config.kafka.samples_topic, config.kafka.brokers, config.kafka.group_id
         );
         auspex_serve::kafka::run(&shared, &config.kafka, stop.clone()).map(|stats| {
-            eprintln!("auspex serve: stopped; {}", serde_json::to_string(&stats).unwrap_or_default());
+            eprintln!(
+                "auspex serve: stopped; {}",
+                serde_json::to_string(&stats).unwrap_or_default()
+            );
         })
     } else {
         embedded(&config, &shared, stop.clone())
@@ -163,7 +168,10 @@ fn embedded(config: &ServeConfig, shared: &Shared, stop: Arc<AtomicBool>) -> Res
     };
     let mut source = crate::cli::open_source(&source_args)
         .with_context(|| format!("embedded.source = {:?}", e.source))?;
-    shared.readiness.needs_assignment.store(false, Ordering::Relaxed);
+    shared
+        .readiness
+        .needs_assignment
+        .store(false, Ordering::Relaxed);
     eprintln!(
         "auspex serve: no kafka.brokers configured: embedded default, reading {}",
         source.describe()
@@ -178,10 +186,16 @@ fn embedded(config: &ServeConfig, shared: &Shared, stop: Arc<AtomicBool>) -> Res
         inner: alerts.as_mut(),
         kept: Vec::new(),
     };
-    let counts =
-        auspex_serve::pipeline::run(shared, source.as_mut(), &mut recorder, dead.as_mut(), Some(stop))?;
+    let counts = auspex_serve::pipeline::run(
+        shared,
+        source.as_mut(),
+        &mut recorder,
+        dead.as_mut(),
+        Some(stop),
+    )?;
     let labels = source.labels();
-    let summary = crate::summary::RunSummary::new(source.describe(), counts, &recorder.kept, &labels);
+    let summary =
+        crate::summary::RunSummary::new(source.describe(), counts, &recorder.kept, &labels);
     eprint!("{}", summary.render());
     Ok(())
 }

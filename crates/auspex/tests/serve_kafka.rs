@@ -329,7 +329,9 @@ fn detected(labels: &[IncidentLabel], alerts: &[Alert]) -> Vec<bool> {
         .iter()
         .map(|l| {
             alerts.iter().any(|a| {
-                a.state == AlertState::Firing && a.entity.id() == l.entity.id() && policy.matches(a, l)
+                a.state == AlertState::Firing
+                    && a.entity.id() == l.entity.id()
+                    && policy.matches(a, l)
             })
         })
         .collect()
@@ -437,7 +439,9 @@ fn sigterm_stops_cleanly_commits_and_the_restart_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut first = spawn_serve(&broker.addr, "term", &dir.path().join("1.log"), &[]);
     // Stop it mid-stream, once some alerts are out.
-    read_topic(&broker, "alerts", Duration::from_secs(60), |g| firing_count(g) >= 40);
+    read_topic(&broker, "alerts", Duration::from_secs(60), |g| {
+        firing_count(g) >= 40
+    });
     let stopping = Instant::now();
     sigterm(&first);
     let status = wait_exit(&mut first, Duration::from_secs(20));
@@ -460,13 +464,20 @@ fn sigterm_stops_cleanly_commits_and_the_restart_duplicates_nothing() {
     let got = detected(&labels, &alerts);
     let lost: Vec<usize> = (0..labels.len()).filter(|&i| want[i] && !got[i]).collect();
     let log2 = std::fs::read_to_string(dir.path().join("2.log")).unwrap();
-    assert!(lost.is_empty(), "incidents left unalerted: {lost:?}\n{log2}");
+    assert!(
+        lost.is_empty(),
+        "incidents left unalerted: {lost:?}\n{log2}"
+    );
     let mut seen = BTreeMap::new();
     for a in alerts.iter().filter(|a| a.state == AlertState::Firing) {
         *seen.entry(a.id.clone()).or_insert(0) += 1;
     }
     let dups: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    eprintln!("SIGTERM: stopped in {stop_s:.2} s, committed {done}/{samples}; {} firing alerts, {} duplicated", seen.len(), dups.len());
+    eprintln!(
+        "SIGTERM: stopped in {stop_s:.2} s, committed {done}/{samples}; {} firing alerts, {} duplicated",
+        seen.len(),
+        dups.len()
+    );
     assert!(dups.is_empty(), "a clean stop duplicates nothing: {dups:?}");
 }
 
@@ -477,7 +488,9 @@ fn kill_9_mid_stream_then_restart_leaves_no_incident_unalerted() {
     let want = detected(&labels, &expected);
     let dir = tempfile::tempdir().unwrap();
     let mut first = spawn_serve(&broker.addr, "kill", &dir.path().join("1.log"), &[]);
-    read_topic(&broker, "alerts", Duration::from_secs(60), |g| firing_count(g) >= 40);
+    read_topic(&broker, "alerts", Duration::from_secs(60), |g| {
+        firing_count(g) >= 40
+    });
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
     let killed_at = std::time::SystemTime::now();
@@ -504,14 +517,21 @@ fn kill_9_mid_stream_then_restart_leaves_no_incident_unalerted() {
     let got = detected(&labels, &alerts);
     let lost: Vec<usize> = (0..labels.len()).filter(|&i| want[i] && !got[i]).collect();
     let log2 = std::fs::read_to_string(dir.path().join("2.log")).unwrap();
-    assert!(lost.is_empty(), "incidents left unalerted after kill -9: {lost:?}\n{log2}");
+    assert!(
+        lost.is_empty(),
+        "incidents left unalerted after kill -9: {lost:?}\n{log2}"
+    );
     // Duplicates: only alerts the first run sent shortly before it died (one commit
     // interval, 0.5 s, plus the in-flight window) are sent again.
     let mut n: BTreeMap<&str, usize> = BTreeMap::new();
     for a in alerts.iter().filter(|a| a.state == AlertState::Firing) {
         *n.entry(a.id.as_str()).or_default() += 1;
     }
-    let dups: Vec<&str> = n.iter().filter(|(_, c)| **c > 1).map(|(id, _)| *id).collect();
+    let dups: Vec<&str> = n
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(id, _)| *id)
+        .collect();
     let _ = killed_at;
     eprintln!(
         "kill -9: {} firing alerts before the kill, {} in all, {} sent twice",
@@ -535,10 +555,15 @@ fn broker_stopped_and_restarted_under_serve_loses_nothing() {
     let want = detected(&labels, &expected);
     let dir = tempfile::tempdir().unwrap();
     let mut serve = spawn_serve(&broker.addr, "outage", &dir.path().join("1.log"), &[]);
-    read_topic(&broker, "alerts", Duration::from_secs(60), |g| firing_count(g) >= 20);
+    read_topic(&broker, "alerts", Duration::from_secs(60), |g| {
+        firing_count(g) >= 20
+    });
     broker.stop();
     std::thread::sleep(Duration::from_secs(4));
-    assert!(serve.try_wait().unwrap().is_none(), "serve survives the outage");
+    assert!(
+        serve.try_wait().unwrap().is_none(),
+        "serve survives the outage"
+    );
     broker.restart();
     let read = read_topic(&broker, "alerts", Duration::from_secs(120), |g| {
         let d = detected(&labels, &alerts_of(g));
@@ -550,7 +575,10 @@ fn broker_stopped_and_restarted_under_serve_loses_nothing() {
     assert!(status.success(), "{log}");
     let got = detected(&labels, &alerts_of(&read));
     let lost: Vec<usize> = (0..labels.len()).filter(|&i| want[i] && !got[i]).collect();
-    assert!(lost.is_empty(), "incidents lost across the broker restart: {lost:?}\n{log}");
+    assert!(
+        lost.is_empty(),
+        "incidents lost across the broker restart: {lost:?}\n{log}"
+    );
 }
 
 #[test]
@@ -594,7 +622,10 @@ fn two_instances_split_the_partitions_and_together_alert_on_everything() {
     );
     let got = detected(&labels, &alerts_of(&read));
     let lost: Vec<usize> = (0..labels.len()).filter(|&i| want[i] && !got[i]).collect();
-    assert!(lost.is_empty(), "incidents no instance alerted: {lost:?}\n{la}\n{lb}");
+    assert!(
+        lost.is_empty(),
+        "incidents no instance alerted: {lost:?}\n{la}\n{lb}"
+    );
     // Both took part: each consumed something.
     for (name, log) in [("a", &la), ("b", &lb)] {
         assert!(log.contains("\"consumed\":"), "{name}: {log}");
