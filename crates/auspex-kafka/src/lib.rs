@@ -1,21 +1,18 @@
 //! Kafka in and out for `auspex serve` (issue 4), over rdkafka with its bundled librdkafka.
 //!
-//! What stands so far:
 //! - [`KafkaSettings`]: the brokers and any librdkafka property (SASL, TLS, timeouts...) passed
 //!   through, with a warning for plaintext to a broker off the loopback interface;
 //! - [`DeadLetters`]: the dead-letter topic. A message that cannot be parsed or fails schema
 //!   validation is published there unchanged, with headers naming where it came from and
 //!   why it was refused ([`HEADER_TOPIC`], [`HEADER_PARTITION`], [`HEADER_OFFSET`],
 //!   [`HEADER_REASON`]), by the idempotent producer with `acks=all`; [`DeadLetters::send`]
-//!   returns once the broker has acknowledged it, so the caller may then store the original
-//!   message's offset (at-least-once: nothing refused is lost).
-//!
+//!   returns once the broker has acknowledged it. `serve`'s loop publishes with the same key
+//!   and headers ([`dead_letter_key`], [`headers_of`]) from its own producer;
 //! - [`offsets::OffsetTracker`]: which offset is safe to store per partition (one past the
-//!   longest prefix of messages that are applied and whose outputs are all acknowledged).
+//!   longest prefix of messages that are applied and whose outputs are all acknowledged);
+//! - `testing` (feature): a real tansu broker for integration tests.
 //!
-//! TODO(issue 4, plan in docs/SERVE.md): the consumer group (samples and topology topics, offsets stored only after
-//! everything derived from a message is acknowledged), the alert producer, backpressure by
-//! pausing partitions, rebalances, SIGTERM draining, and `auspex serve` around them.
+//! The consumer loop itself lives in `auspex-serve` (`kafka.rs`), next to the engine it feeds.
 
 pub mod offsets;
 #[cfg(feature = "testing")]

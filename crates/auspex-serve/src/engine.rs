@@ -199,6 +199,12 @@ impl Engine {
         Some(boundary)
     }
 
+    /// Forgets where the tick grid stands: the next `advance` starts it again (all partitions
+    /// were revoked; the next assignment replays older samples).
+    pub fn reset_clock(&mut self) {
+        self.next_tick_ms = None;
+    }
+
     /// Scores what the last slot holds (the stream ended or went quiet).
     pub fn flush(&mut self, out: &mut Vec<Alert>) -> Option<TimestampMs> {
         self.advance(self.counts.last_event_ms? + self.tick_ms, out)

@@ -295,6 +295,10 @@ struct Lane {
     started: bool,
     /// Offsets below this are replayed to rebuild state.
     replay_until: Option<i64>,
+    /// After a rebuild: ticks at or before this boundary scored only replayed samples of this
+    /// partition, so their alerts were acknowledged before and are not sent again
+    /// (`i64::MAX` until the first live message tells where live data starts).
+    quiet_until: Option<TimestampMs>,
 }
 
 impl Lane {
@@ -305,6 +309,7 @@ impl Lane {
             newest_ts: None,
             started: false,
             replay_until: None,
+            quiet_until: None,
         }
     }
 }
@@ -343,6 +348,8 @@ struct Buffered {
     record: Record,
     /// The live message it came from (None: replayed, or from the topology topic).
     from: Option<(Partition, i64)>,
+    /// The samples partition it came from (None: the topology topic).
+    lane: Option<Partition>,
 }
 impl PartialEq for Buffered {
     fn eq(&self, o: &Self) -> bool {
@@ -374,17 +381,17 @@ pub fn run(shared: &Shared, cfg: &KafkaConfig, stop: Arc<AtomicBool>) -> Result<
     let session = cfg.session_timeout_ms.to_string();
     let poll_interval = cfg.max_poll_interval_ms.to_string();
     let commit = cfg.commit_interval_ms.to_string();
-    let consumer: BaseConsumer<ConsumerCtx> = settings
-        .client_config(&[
-            ("group.id", &cfg.group_id),
-            ("enable.auto.commit", "true"),
-            ("auto.commit.interval.ms", &commit),
-            ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
-            ("session.timeout.ms", &session),
-            ("max.poll.interval.ms", &poll_interval),
-            ("enable.partition.eof", "false"),
-        ])
+    let consumer_config = settings.client_config(&[
+        ("group.id", &cfg.group_id),
+        ("enable.auto.commit", "true"),
+        ("auto.commit.interval.ms", &commit),
+        ("enable.auto.offset.store", "false"),
+        ("auto.offset.reset", "earliest"),
+        ("session.timeout.ms", &session),
+        ("max.poll.interval.ms", &poll_interval),
+        ("enable.partition.eof", "false"),
+    ]);
+    let consumer: BaseConsumer<ConsumerCtx> = consumer_config
         .create_with_context(ConsumerCtx {
             events: Mutex::new(Rebalances::default()),
         })
@@ -538,6 +545,7 @@ impl Loop<'_> {
                     // Rebuild: re-read what came before the committed offset.
                     let from = (offset - self.cfg.rebuild_messages).max(0);
                     lane.replay_until = Some(offset);
+                    lane.quiet_until = Some(TimestampMs::MAX);
                     match self.consumer.seek(
                         &p.0,
                         p.1,
@@ -552,6 +560,7 @@ impl Loop<'_> {
                         Err(e) => {
                             tracing::warn!(%e, "seek for the rebuild failed; starting cold");
                             lane.replay_until = None;
+                            lane.quiet_until = None;
                         }
                     }
                 }
@@ -581,6 +590,11 @@ impl Loop<'_> {
             }
             if let Some(ts) = ts {
                 let lane = self.lanes.get_mut(&p).expect("inserted above");
+                if !replay && lane.quiet_until == Some(TimestampMs::MAX) {
+                    // The first live sample: slots wholly before it were scored before.
+                    let tick = engine.tick_ms();
+                    lane.quiet_until = Some(ts.div_euclid(tick) * tick);
+                }
                 lane.newest_ts = Some(lane.newest_ts.map_or(ts, |n| n.max(ts)));
             }
             let from = (!replay).then(|| (p.clone(), offset));
@@ -594,9 +608,9 @@ impl Loop<'_> {
                 }
                 Record::Sample(s) => {
                     self.owner.insert(s.entity.id(), p.clone());
-                    self.buffer(&mut engine, Record::Sample(s), from);
+                    self.buffer(&mut engine, Record::Sample(s), from, Some(p));
                 }
-                record => self.buffer(&mut engine, record, from),
+                record => self.buffer(&mut engine, record, from, Some(p)),
             }
         }
         let w = self.watermark();
@@ -645,13 +659,13 @@ impl Loop<'_> {
         // boundary crossed gets its tick.
         while self.reorder.peek().is_some_and(|b| b.0.ts < boundary) {
             let Reverse(b) = self.reorder.pop().expect("peeked");
-            if engine.advance(b.ts, &mut self.alerts).is_some() {
-                self.after_tick(read_at);
+            if let Some(boundary) = engine.advance(b.ts, &mut self.alerts) {
+                self.after_tick(boundary, read_at);
             }
             self.apply_buffered(engine, b);
         }
-        if engine.advance(w, &mut self.alerts).is_some() {
-            self.after_tick(read_at);
+        if let Some(boundary) = engine.advance(w, &mut self.alerts) {
+            self.after_tick(boundary, read_at);
         }
     }
 
@@ -668,6 +682,7 @@ impl Loop<'_> {
         engine: &mut crate::engine::Engine,
         record: Record,
         from: Option<(Partition, i64)>,
+        lane: Option<Partition>,
     ) {
         let Some(ts) = record.timestamp_ms() else {
             return;
@@ -678,6 +693,7 @@ impl Loop<'_> {
             seq: self.seq,
             record,
             from,
+            lane,
         };
         let tick = engine.tick_ms();
         if self
@@ -697,14 +713,15 @@ impl Loop<'_> {
 
     /// Sends a tick's alerts, each holding back its entity's partition, then marks the
     /// samples the tick scored as applied.
-    fn after_tick(&mut self, read_at: Instant) {
+    fn after_tick(&mut self, boundary: TimestampMs, read_at: Instant) {
         for a in std::mem::take(&mut self.alerts) {
             let owner = self.owner.get(&a.entity.id());
-            // Replaying its partition: the entity's samples of this tick are before the
-            // committed offset, so they were done, so this alert was acknowledged before.
+            // The entity's samples of this tick were replayed (before the committed offset):
+            // they were done, so this alert was acknowledged before.
             if owner
                 .and_then(|p| self.lanes.get(p))
-                .is_some_and(|l| l.replay_until.is_some())
+                .and_then(|l| l.quiet_until)
+                .is_some_and(|q| boundary <= q)
             {
                 self.stats.alerts_suppressed_in_replay += 1;
                 continue;
@@ -897,6 +914,21 @@ impl Loop<'_> {
                 self.tracker.revoke(p);
                 self.lanes.remove(p);
             }
+            // Their buffered records and unfinished messages are the next owner's now.
+            let kept: Vec<Reverse<Buffered>> = std::mem::take(&mut self.reorder)
+                .into_vec()
+                .into_iter()
+                .filter(|b| !b.0.lane.as_ref().is_some_and(|l| revoked.contains(l)))
+                .collect();
+            self.reorder = kept.into();
+            self.awaiting_tick.retain(|(p, _)| !revoked.contains(p));
+            if self.lanes.is_empty() {
+                // Nothing left: event time starts again with the next assignment, whose
+                // rebuild replays older samples and must tick through them.
+                self.watermark = None;
+                self.reorder.clear();
+                self.shared.engine().reset_clock();
+            }
             tracing::info!(
                 partitions = revoked.len(),
                 entities = gone.len(),
@@ -949,7 +981,7 @@ impl Loop<'_> {
         for (r, read_at) in got {
             t::record_in(&r, &self.cfg.topology_topic);
             match r {
-                Record::Topology(e) => self.buffer(&mut engine, Record::Topology(e), None),
+                Record::Topology(e) => self.buffer(&mut engine, Record::Topology(e), None, None),
                 Record::Sample(s) => {
                     tracing::debug!(entity = %s.entity.id(), "a sample on the topology topic is ignored")
                 }
