@@ -404,25 +404,9 @@ fn approx(seconds: f64) -> String {
 pub fn rfc3339(ms: TimestampMs) -> String {
     const MAX_MS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
     let ms = ms.clamp(0, MAX_MS);
-    let (y, m, d) = civil_from_days(ms.div_euclid(86_400_000));
-    let t = ms.rem_euclid(86_400_000);
-    let (h, min, s, milli) = (t / 3_600_000, t / 60_000 % 60, t / 1000 % 60, t % 1000);
-    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}Z")
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    chrono::DateTime::from_timestamp_millis(ms)
+        .expect("clamped to a representable range")
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn now_ms() -> TimestampMs {
