@@ -252,9 +252,28 @@ struct Rebalances {
 
 struct ConsumerCtx {
     events: Mutex<Rebalances>,
+    samples_topic: String,
 }
 
-impl ClientContext for ConsumerCtx {}
+impl ClientContext for ConsumerCtx {
+    /// Consumer lag from librdkafka's statistics (every `statistics.interval.ms`, inside
+    /// `poll`): high watermark minus position, summed over the samples topic's assigned
+    /// partitions. Reading it costs no request: a `ListOffsets` per partition queued behind the
+    /// consumer's long fetch timed out, and librdkafka drops the connection on a timeout,
+    /// taking the fetch in flight with it.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(topic) = statistics.topics.get(&self.samples_topic) else {
+            return;
+        };
+        let lag: i64 = topic
+            .partitions
+            .values()
+            .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+            .map(|p| p.consumer_lag)
+            .sum();
+        metrics::gauge!(t::CONSUMER_LAG, "topic" => self.samples_topic.clone()).set(lag as f64);
+    }
+}
 
 impl ConsumerContext for ConsumerCtx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -329,7 +348,7 @@ struct Loop<'a> {
     reorder: BinaryHeap<Reverse<Buffered>>,
     seq: u64,
     /// Live messages applied to the engine whose tick has not run yet.
-    awaiting_tick: Vec<(Partition, i64)>,
+    awaiting_tick: Vec<(Partition, i64, TimestampMs)>,
     #[allow(clippy::vec_box)]
     retry: Vec<Box<Pending>>,
     in_flight: usize,
@@ -390,10 +409,12 @@ pub fn run(shared: &Shared, cfg: &KafkaConfig, stop: Arc<AtomicBool>) -> Result<
         ("session.timeout.ms", &session),
         ("max.poll.interval.ms", &poll_interval),
         ("enable.partition.eof", "false"),
+        ("statistics.interval.ms", "5000"),
     ]);
     let consumer: BaseConsumer<ConsumerCtx> = consumer_config
         .create_with_context(ConsumerCtx {
             events: Mutex::new(Rebalances::default()),
+            samples_topic: cfg.samples_topic.clone(),
         })
         .context("creating the Kafka consumer")?;
     consumer
@@ -538,13 +559,22 @@ impl Loop<'_> {
             if skip.contains(&p) {
                 continue;
             }
+            let started = self.lanes.get(&p).is_some_and(|l| l.started);
+            // Live data starts at the group's committed offset. The first message read may
+            // lie past it (tansu 0.6 answered a fetch from inside a record batch with the
+            // next batch): the skipped ones are re-read below and count as live.
+            let live_from = if started || self.cfg.rebuild_messages == 0 {
+                offset
+            } else {
+                self.committed(&p).map_or(offset, |c| c.min(offset))
+            };
             let lane = self.lanes.entry(p.clone()).or_insert_with(Lane::new);
             if !lane.started {
                 lane.started = true;
-                if offset > 0 && self.cfg.rebuild_messages > 0 {
+                if live_from > 0 && self.cfg.rebuild_messages > 0 {
                     // Rebuild: re-read what came before the committed offset.
-                    let from = (offset - self.cfg.rebuild_messages).max(0);
-                    lane.replay_until = Some(offset);
+                    let from = (live_from - self.cfg.rebuild_messages).max(0);
+                    lane.replay_until = Some(live_from);
                     lane.quiet_until = Some(TimestampMs::MAX);
                     match self.consumer.seek(
                         &p.0,
@@ -553,7 +583,7 @@ impl Loop<'_> {
                         Duration::from_secs(10),
                     ) {
                         Ok(()) => {
-                            tracing::info!(topic = %p.0, partition = p.1, from, until = offset, "rebuilding windows");
+                            tracing::info!(topic = %p.0, partition = p.1, from, until = live_from, first_read = offset, "rebuilding windows");
                             skip.insert(p);
                             continue;
                         }
@@ -594,6 +624,7 @@ impl Loop<'_> {
                     // The first live sample: slots wholly before it were scored before.
                     let tick = engine.tick_ms();
                     lane.quiet_until = Some(ts.div_euclid(tick) * tick);
+                    tracing::info!(topic = %p.0, partition = p.1, offset, ts, quiet_until = ?lane.quiet_until, "rebuilt; live from here");
                 }
                 lane.newest_ts = Some(lane.newest_ts.map_or(ts, |n| n.max(ts)));
             }
@@ -672,7 +703,7 @@ impl Loop<'_> {
     fn apply_buffered(&mut self, engine: &mut crate::engine::Engine, b: Buffered) {
         engine.apply(b.record);
         if let Some(from) = b.from {
-            self.awaiting_tick.push(from);
+            self.awaiting_tick.push((from.0, from.1, b.ts));
         }
     }
 
@@ -714,6 +745,12 @@ impl Loop<'_> {
     /// Sends a tick's alerts, each holding back its entity's partition, then marks the
     /// samples the tick scored as applied.
     fn after_tick(&mut self, boundary: TimestampMs, read_at: Instant) {
+        tracing::trace!(
+            boundary,
+            alerts = self.alerts.len(),
+            done = self.awaiting_tick.len(),
+            "tick"
+        );
         for a in std::mem::take(&mut self.alerts) {
             let owner = self.owner.get(&a.entity.id());
             // The entity's samples of this tick were replayed (before the committed offset):
@@ -724,17 +761,22 @@ impl Loop<'_> {
                 .is_some_and(|q| boundary <= q)
             {
                 self.stats.alerts_suppressed_in_replay += 1;
+                tracing::debug!(id = %a.id, entity = %a.entity.id(), state = ?a.state, boundary, partition = ?owner, "alert of a replayed slot not sent again");
                 continue;
             }
             let from = owner.and_then(|p| self.tracker.oldest(p).map(|o| (p.clone(), o)));
             self.send_alert(&a, from, read_at);
         }
-        for (p, offset) in std::mem::take(&mut self.awaiting_tick) {
+        for (p, offset, ts) in std::mem::take(&mut self.awaiting_tick) {
+            if ts >= boundary {
+                tracing::warn!(?p, offset, ts, boundary, "done before its tick");
+            }
             self.tracker.applied(&p, offset);
         }
     }
 
     fn send_alert(&mut self, a: &Alert, from: Option<(Partition, i64)>, read_at: Instant) {
+        tracing::trace!(id = %a.id, entity = %a.entity.id(), state = ?a.state, holds = ?from, "alert");
         t::record_alert(a);
         self.shared.route(a);
         let payload = match serde_json::to_vec(a) {
@@ -826,6 +868,26 @@ impl Loop<'_> {
         self.store_offsets();
     }
 
+    /// The group's committed offset of `p`, if it has one (a request to the coordinator, once
+    /// per partition taken up).
+    fn committed(&self, p: &Partition) -> Option<i64> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&p.0, p.1);
+        match self
+            .consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+        {
+            Ok(got) => got.elements().first().and_then(|e| match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            }),
+            Err(e) => {
+                tracing::warn!(%e, topic = %p.0, partition = p.1, "reading the committed offset");
+                None
+            }
+        }
+    }
+
     fn store_offsets(&mut self) {
         let mut tpl = TopicPartitionList::new();
         for (p, lane) in &self.lanes {
@@ -845,6 +907,7 @@ impl Loop<'_> {
         }
         match self.consumer.store_offsets(&tpl) {
             Ok(()) => {
+                tracing::trace!(?tpl, watermark = ?self.watermark, "offsets stored");
                 self.stats.offsets_stored += 1;
                 metrics::counter!(t::OFFSETS_STORED).increment(1);
             }
@@ -921,7 +984,7 @@ impl Loop<'_> {
                 .filter(|b| !b.0.lane.as_ref().is_some_and(|l| revoked.contains(l)))
                 .collect();
             self.reorder = kept.into();
-            self.awaiting_tick.retain(|(p, _)| !revoked.contains(p));
+            self.awaiting_tick.retain(|(p, _, _)| !revoked.contains(p));
             if self.lanes.is_empty() {
                 // Nothing left: event time starts again with the next assignment, whose
                 // rebuild replays older samples and must tick through them.
@@ -1022,25 +1085,6 @@ impl Loop<'_> {
         metrics::gauge!(t::ALERTS_ACTIVE).set(engine.active_alerts().len() as f64);
         drop(engine);
         metrics::gauge!(t::PRODUCER_IN_FLIGHT).set(self.in_flight as f64);
-        // Lag: high watermark minus position, per topic. Informational (tansu's watermarks
-        // are approximate).
-        if let Ok(pos) = self.consumer.position() {
-            let mut lag = 0i64;
-            for e in pos.elements() {
-                if let (Offset::Offset(o), Ok((_, high))) = (
-                    e.offset(),
-                    self.consumer.fetch_watermarks(
-                        e.topic(),
-                        e.partition(),
-                        Duration::from_millis(500),
-                    ),
-                ) {
-                    lag += (high - o).max(0);
-                }
-            }
-            metrics::gauge!(t::CONSUMER_LAG, "topic" => self.cfg.samples_topic.clone())
-                .set(lag as f64);
-        }
     }
 
     /// SIGTERM: stop consuming, deliver what is in flight (bounded), store, commit.
