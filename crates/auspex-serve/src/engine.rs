@@ -323,6 +323,16 @@ impl Engine {
         self.recent.iter().cloned().collect()
     }
 
+    /// One alert in its latest state: firing now, else its newest message among the recent
+    /// ones (`None` when it is neither).
+    pub fn alert(&self, id: &str) -> Option<Alert> {
+        self.tracker
+            .active()
+            .find(|a| a.id == id)
+            .or_else(|| self.recent.iter().rev().find(|a| a.id == id))
+            .cloned()
+    }
+
     /// One entity's window summary and latest scores; `None` when the engine knows nothing
     /// of it.
     pub fn entity(&self, id: &EntityId) -> Option<EntityView> {

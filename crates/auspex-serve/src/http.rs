@@ -9,6 +9,7 @@
 //! | `GET /healthz` | 200 while the process serves (open) |
 //! | `GET /readyz` | 200, or 503 with what is missing (open) |
 //! | `GET /v1/alerts` | active and recent alerts, `?kind=&state=&limit=` |
+//! | `GET /v1/alerts/{id}` | one alert in its latest state (firing or resolved) |
 //! | `GET /v1/entities/{id}` | one entity's window summary and scores |
 //! | `GET /v1/graph?around=&hops=` | the topology around an entity |
 //! | `POST /v1/score` | scores posted samples on their own (NDJSON or a JSON array) |
@@ -298,6 +299,8 @@ pub fn router(
     };
     let api = Router::new()
         .route("/v1/alerts", get(alerts))
+        // Alert ids are 16 hex digits (`Alert::stable_id`): one path segment.
+        .route("/v1/alerts/{id}", get(alert))
         .route("/v1/entities/{*id}", get(entity))
         .route("/v1/graph", get(graph))
         .route("/v1/score", post(score))
@@ -540,6 +543,25 @@ async fn alerts(
         recent.drain(..recent.len().saturating_sub(n));
     }
     Ok(Json(AlertsBody { active, recent }))
+}
+
+/// One alert in its latest state (firing, or its newest message when it is no longer
+/// active): the link Alertmanager's `generatorURL` carries.
+async fn alert(
+    State(state): State<AppState>,
+    path: Result<UrlPath<String>, PathRejection>,
+) -> Result<Json<Alert>, AppError> {
+    let UrlPath(id) = path?;
+    let lookup = id.clone();
+    let (found, kept) = with_engine(&state.shared, move |e| {
+        (e.alert(&lookup), e.config().recent_alerts)
+    })
+    .await?;
+    found.map(Json).ok_or_else(|| {
+        AppError::not_found(format!(
+            "no alert {id} is firing on this instance nor among its last {kept} alert messages"
+        ))
+    })
 }
 
 /// Parses an entity id from a URL or a query.

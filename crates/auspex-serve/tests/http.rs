@@ -181,8 +181,13 @@ impl<S: Source> Source for Recording<S> {
 
 /// Runs the simulator through the embedded pipeline into `shared`'s engine.
 fn feed(shared: &Shared) -> Recording<SimulatorSource> {
+    feed_with(shared, sim_config())
+}
+
+/// Runs the simulator configured by `sim` through the embedded pipeline into `shared`'s engine.
+fn feed_with(shared: &Shared, sim: SimConfig) -> Recording<SimulatorSource> {
     let mut source = Recording {
-        inner: SimulatorSource::new(sim_config()).unwrap(),
+        inner: SimulatorSource::new(sim).unwrap(),
         pods: BTreeMap::new(),
         samples: Vec::new(),
     };
@@ -382,6 +387,18 @@ async fn statistical_instance() {
         "pending",
     );
 
+    // One alert by id, as /v1/alerts lists it.
+    let states = alerts_by_id(&server).await;
+    assert!(
+        states.contains("resolved"),
+        "no resolved alert to fetch: {states:?}"
+    );
+    assert_error(
+        &server.get("/v1/alerts/0123456789abcdef").await,
+        StatusCode::NOT_FOUND,
+        "0123456789abcdef",
+    );
+
     // /metrics: what the pipeline recorded, and the gauges refreshed from the engine.
     let gauges = GAUGES.lock().await;
     let resp = server
@@ -518,6 +535,7 @@ async fn bundle_instance() {
     let server = Server::start(Arc::clone(&shared), None, cfg).await;
     let version = shared.engine().model_version();
     assert!(version.starts_with("hybrid-"), "{version}");
+    alerts_by_id(&server).await;
 
     // Score: the records are parsed and the entities listed (their scores: see
     // `adhoc_scores_every_kind`).
@@ -646,6 +664,31 @@ async fn bundle_instance() {
     server.shutdown().await;
 }
 
+/// Fetches every alert `/v1/alerts` lists by its id: a firing one as `active` has it, a
+/// resolved one as its newest message. Returns the states seen.
+async fn alerts_by_id(server: &Server) -> std::collections::BTreeSet<String> {
+    let (status, all) = server.get("/v1/alerts").await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let listed: Vec<&Value> = all["active"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(all["recent"].as_array().unwrap().iter().rev())
+        .collect();
+    assert!(!listed.is_empty(), "no alert to fetch");
+    let mut states = std::collections::BTreeSet::new();
+    for a in &listed {
+        let id = a["id"].as_str().unwrap();
+        let latest = listed.iter().find(|b| b["id"] == id).unwrap();
+        let (status, got) = server.get(&format!("/v1/alerts/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{got}");
+        assert_eq!(&got, *latest);
+        states.insert(got["state"].as_str().unwrap().to_string());
+    }
+    eprintln!("alerts by id: {} listed, states {states:?}", listed.len());
+    states
+}
+
 /// Posts `samples` to `/v1/score` as NDJSON (after one bad line) and as a JSON array; checks
 /// the bad line is reported and the rest accepted both ways. Returns the two answers.
 async fn post_scores(server: &Server, samples: &[Vec<u8>]) -> (Value, Value) {
@@ -723,8 +766,22 @@ async fn adhoc_scores_every_kind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_token() {
     let shared = Arc::new(statistical());
+    // A leak late in the run, so that its alert still fires at the end.
+    {
+        let shared = Arc::clone(&shared);
+        tokio::task::spawn_blocking(move || {
+            let sim = SimConfig {
+                faults: Some(vec![ScheduledFault::new(FaultKind::MemoryLeak, 2_400_000)]),
+                ..sim_config()
+            };
+            feed_with(&shared, sim)
+        })
+        .await
+        .unwrap();
+    }
+    let firing = shared.engine().active_alerts();
     let server = Server::start(shared, Some("s3cret-token"), HttpConfig::default()).await;
-    let get = |auth: Option<&'static str>, path: &'static str| {
+    let get = |auth: Option<&'static str>, path: &str| {
         let mut req = server.client.get(server.url(path));
         if let Some(a) = auth {
             req = req.header("authorization", a);
@@ -769,6 +826,29 @@ async fn bearer_token() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert!(body["active"].is_array() && body["recent"].is_array());
+
+    // One alert by id: the same rule. With the token, a firing alert is served as the engine
+    // holds it, and an unknown id is 404.
+    let alert = firing
+        .first()
+        .expect("the late leak fires and is not resolved yet");
+    let path = &format!("/v1/alerts/{}", alert.id);
+    let resp = get(None, path).await.unwrap();
+    assert_error(&json(resp).await, StatusCode::UNAUTHORIZED, "Authorization");
+    let (status, got) = json(get(Some("Bearer s3cret-token"), path).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    assert_eq!(got["state"], "firing");
+    assert_eq!(got, serde_json::to_value(alert).unwrap());
+    let resp = get(None, "/v1/alerts/0123456789abcdef").await.unwrap();
+    assert_error(&json(resp).await, StatusCode::UNAUTHORIZED, "Authorization");
+    let resp = get(Some("Bearer wrong"), "/v1/alerts/0123456789abcdef")
+        .await
+        .unwrap();
+    assert_error(&json(resp).await, StatusCode::UNAUTHORIZED, "bearer token");
+    let resp = get(Some("Bearer s3cret-token"), "/v1/alerts/0123456789abcdef")
+        .await
+        .unwrap();
+    assert_error(&json(resp).await, StatusCode::NOT_FOUND, "0123456789abcdef");
 
     let gauges = GAUGES.lock().await;
     for open in ["/metrics", "/healthz", "/readyz"] {
