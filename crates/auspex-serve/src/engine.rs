@@ -226,6 +226,10 @@ impl Engine {
             let preds = self.scorer.score(&ctx, &self.due);
             metrics::histogram!(crate::telemetry::SCORE_SECONDS, "branch" => "ensemble")
                 .record(started.elapsed().as_secs_f64());
+            for &(stage, took) in self.scorer.stage_timings() {
+                metrics::histogram!(crate::telemetry::SCORE_SECONDS, "branch" => stage)
+                    .record(took.as_secs_f64());
+            }
             metrics::counter!(crate::telemetry::WINDOWS_SCORED).increment(self.due.len() as u64);
             self.remember(now_ms, &preds);
             for p in preds {

@@ -641,6 +641,34 @@ async fn bundle_instance() {
     // The recorder is process-wide: other tests may reload too, never fewer.
     assert!(reloads("ok") >= 2);
     assert!(reloads("error") >= 2);
+    // Scoring latency per branch the bundle has, for its meta-learners and the whole model;
+    // none for a branch it lacks.
+    let branches: Vec<String> =
+        serde_json::from_slice(&std::fs::read(fixture.join("branches.json")).unwrap()).unwrap();
+    assert!(branches.len() >= 2, "{branches:?}");
+    let observed = |branch: &str| -> Option<u64> {
+        let prefix = format!("auspex_score_duration_seconds_count{{branch=\"{branch}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.parse().unwrap())
+    };
+    for b in branches
+        .iter()
+        .map(String::as_str)
+        .chain(["meta", "ensemble"])
+    {
+        let n = observed(b).unwrap_or_else(|| panic!("no latency of branch {b}:\n{text}"));
+        assert!(n > 0, "branch {b}");
+    }
+    for absent in auspex_hybrid::BRANCH_NAMES {
+        if !branches.iter().any(|b| b == absent) {
+            assert_eq!(
+                observed(absent),
+                None,
+                "branch {absent} is not in the bundle"
+            );
+        }
+    }
     drop(gauges);
 
     // A request that outlives http.request_timeout_ms is answered 503.
