@@ -61,15 +61,6 @@ impl HybridScorer {
     pub fn model(&self) -> &HybridModel {
         &self.model
     }
-
-    /// The per-kind thresholds the model was calibrated for, for the alert policy.
-    pub fn thresholds(&self) -> HashMap<AnomalyKind, f64> {
-        AnomalyKind::ALL
-            .into_iter()
-            .zip(&self.model.kinds)
-            .map(|(k, m)| (k, m.threshold.clamp(0.0, 1.0)))
-            .collect()
-    }
 }
 
 impl Scorer for HybridScorer {
@@ -84,6 +75,15 @@ impl Scorer for HybridScorer {
 
     fn stage_timings(&self) -> &[(&'static str, Duration)] {
         self.timings.as_slice()
+    }
+
+    /// The per-kind thresholds the model was calibrated for, for the alert policy.
+    fn thresholds(&self) -> HashMap<AnomalyKind, f64> {
+        AnomalyKind::ALL
+            .into_iter()
+            .zip(&self.model.kinds)
+            .map(|(k, m)| (k, m.threshold.clamp(0.0, 1.0)))
+            .collect()
     }
 
     fn score(&mut self, sc: &ScoringContext<'_>, entities: &[EntityId]) -> Vec<Prediction> {

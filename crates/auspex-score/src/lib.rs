@@ -9,7 +9,7 @@ pub mod eval;
 pub mod stat;
 pub mod tracker;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use auspex_graph::LiveGraph;
@@ -100,5 +100,11 @@ pub trait Scorer: Send {
     /// empty when the scorer does not time its stages.
     fn stage_timings(&self) -> &[(&'static str, Duration)] {
         &[]
+    }
+
+    /// The per-kind fire thresholds the model was calibrated for; empty when it has none (the
+    /// alert policy's own apply).
+    fn thresholds(&self) -> HashMap<AnomalyKind, f64> {
+        HashMap::new()
     }
 }

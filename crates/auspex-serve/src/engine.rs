@@ -383,10 +383,27 @@ impl Engine {
 
     /// Serves a new model from the next tick on; returns the old one's version. The windows,
     /// the graph and firing episodes stay; the new model's per-entity state starts empty.
-    pub fn swap_scorer(&mut self, scorer: Box<dyn Scorer>) -> String {
+    /// `thresholds`, when given, become the per-kind fire thresholds from the next tick on.
+    pub fn swap_scorer(
+        &mut self,
+        scorer: Box<dyn Scorer>,
+        thresholds: Option<HashMap<AnomalyKind, f64>>,
+    ) -> String {
         let old = std::mem::replace(&mut self.scorer, scorer);
         self.tracker.set_model_version(self.scorer.version());
+        if let Some(t) = thresholds {
+            self.config.alerts.thresholds = t;
+            self.tracker.set_policy(self.config.alerts.clone());
+        }
         old.version()
+    }
+
+    /// The fire threshold in force for every kind (per-kind entries, else `fire_threshold`).
+    pub fn thresholds(&self) -> BTreeMap<AnomalyKind, f64> {
+        AnomalyKind::ALL
+            .into_iter()
+            .map(|k| (k, self.tracker.policy().threshold(k)))
+            .collect()
     }
 
     /// The scorer, back from a scratch engine.

@@ -13,7 +13,7 @@
 //! | `GET /v1/entities/{id}` | one entity's window summary and scores |
 //! | `GET /v1/graph?around=&hops=` | the topology around an entity |
 //! | `POST /v1/score` | scores posted samples on their own (NDJSON or a JSON array) |
-//! | `POST /v1/model/reload` | swaps in a model bundle |
+//! | `POST /v1/model/reload` | swaps in a model bundle; answers the thresholds in force |
 //!
 //! Every error is `{"error": "<code>", "reason": "<sentence>"}` ([`AppError`]).
 
@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::engine::{Engine, EntityView, KindScores};
-use crate::shared::Shared;
+use crate::shared::{Reloaded, Shared};
 use crate::telemetry;
 
 /// The deepest `/v1/graph` neighbourhood served: past a few hops a view is most of the cluster.
@@ -760,7 +760,7 @@ const NO_BUNDLE: &str = "this instance serves the statistical scorer";
 async fn reload(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, AppError> {
+) -> Result<Json<Reloaded>, AppError> {
     let body = body?;
     let req: ReloadRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReloadRequest::default()
@@ -776,10 +776,15 @@ async fn reload(
         tokio::task::spawn_blocking(move || shared.reload(req.path.as_deref().map(Path::new)))
             .await?;
     match outcome {
-        Ok((previous, version)) => {
+        Ok(done) => {
             metrics::counter!(telemetry::MODEL_RELOADS, "outcome" => "ok").increment(1);
-            tracing::info!(%previous, %version, "model reloaded");
-            Ok(Json(json!({ "previous": previous, "version": version })))
+            tracing::info!(
+                previous = %done.previous,
+                version = %done.version,
+                thresholds = ?done.thresholds,
+                "model reloaded"
+            );
+            Ok(Json(done))
         }
         Err(e) => {
             metrics::counter!(telemetry::MODEL_RELOADS, "outcome" => "error").increment(1);

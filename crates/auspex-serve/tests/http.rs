@@ -2,16 +2,18 @@
 //! pipeline (the statistical scorer, and the trained bundle under `fixtures/model`), reached
 //! with reqwest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use auspex_hybrid::HybridModel;
 use auspex_ingest::simulator::SimulatorSource;
 use auspex_ingest::{IngestError, NdjsonSink, Record, Source};
-use auspex_model::IncidentLabel;
+use auspex_model::{AnomalyKind, IncidentLabel};
 use auspex_nn::NnDevice;
 use auspex_serve::http::{self, HttpConfig};
+use auspex_serve::model::ThresholdSource;
 use auspex_serve::{Engine, EngineConfig, Shared, model, pipeline};
 use auspex_sim::{FaultKind, ScheduledFault, SimConfig};
 use reqwest::StatusCode;
@@ -205,12 +207,45 @@ fn statistical() -> Shared {
     Shared::new(Engine::new(config, scorer).unwrap())
 }
 
+/// An engine serving the bundle at `path` with its own thresholds (`model.bundle_thresholds`).
 fn bundled(path: &Path) -> Shared {
     let mut config = EngineConfig::default();
     let scorer = model::open(Some(path), NnDevice::Cpu, &mut config, false).unwrap();
+    let rule = ThresholdSource::Bundle {
+        overrides: HashMap::new(),
+    };
     Shared::new(Engine::new(config, scorer).unwrap())
-        .with_loader(model::loader(NnDevice::Cpu), Some(path.to_path_buf()))
+        .with_loader(model::loader(NnDevice::Cpu), Some(path.to_path_buf()), rule)
         .unwrap()
+}
+
+/// A copy of the fixture bundle in `dir` whose per-kind thresholds are `thresholds` (in
+/// `AnomalyKind::ALL` order), written by the bundle writer: checksums and version are its own.
+fn bundle_with_thresholds(dir: &Path, thresholds: [f64; 4]) -> PathBuf {
+    let mut m = HybridModel::load(&fixture_model(), NnDevice::Cpu).unwrap();
+    for (km, t) in m.kinds.iter_mut().zip(thresholds) {
+        km.threshold = t;
+    }
+    m.save(dir, serde_json::json!({ "test": "thresholds changed" }))
+        .unwrap();
+    dir.to_path_buf()
+}
+
+/// The thresholds a reload answered, in `AnomalyKind::ALL` order.
+fn answered_thresholds(body: &Value) -> Vec<f64> {
+    let t = body["thresholds"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(t.len(), 4, "{body}");
+    AnomalyKind::ALL
+        .iter()
+        .map(|k| t[k.as_str()].as_f64().unwrap())
+        .collect()
+}
+
+/// The thresholds the engine applies, in `AnomalyKind::ALL` order.
+fn in_force(shared: &Shared) -> Vec<f64> {
+    shared.engine().thresholds().into_values().collect()
 }
 
 /// The engine's read endpoints, the probes, `/metrics` and the input checks, on the
@@ -616,6 +651,40 @@ async fn bundle_instance() {
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(shared.reloads.load(Ordering::Relaxed), 2);
 
+    // A bundle with other thresholds puts them in force (model.bundle_thresholds); the
+    // fixture's come back with it.
+    let fixture_thresholds: Vec<f64> = HybridModel::load(&fixture, NnDevice::Cpu)
+        .unwrap()
+        .kinds
+        .iter()
+        .map(|k| k.threshold)
+        .collect();
+    assert_eq!(in_force(&shared), fixture_thresholds);
+    let changed = [0.11, 0.22, 0.33, 0.44];
+    let other = bundle_with_thresholds(&tmp.path().join("other"), changed);
+    let (status, swapped) = server
+        .post(
+            "/v1/model/reload",
+            "application/json",
+            serde_json::to_vec(&serde_json::json!({ "path": other })).unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{swapped}");
+    assert_ne!(swapped["version"], version.as_str(), "{swapped}");
+    assert_eq!(answered_thresholds(&swapped), changed);
+    assert_eq!(in_force(&shared), changed);
+    let (status, back) = server
+        .post(
+            "/v1/model/reload",
+            "application/json",
+            serde_json::to_vec(&serde_json::json!({ "path": fixture })).unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{back}");
+    assert_eq!(back["version"], version.as_str());
+    assert_eq!(answered_thresholds(&back), fixture_thresholds);
+    assert_eq!(in_force(&shared), fixture_thresholds);
+
     let gauges = GAUGES.lock().await;
     let text = server
         .client
@@ -639,7 +708,7 @@ async fn bundle_instance() {
             .unwrap()
     };
     // The recorder is process-wide: other tests may reload too, never fewer.
-    assert!(reloads("ok") >= 2);
+    assert!(reloads("ok") >= 4);
     assert!(reloads("error") >= 2);
     // Scoring latency per branch the bundle has, for its meta-learners and the whole model;
     // none for a branch it lacks.
@@ -715,6 +784,76 @@ async fn alerts_by_id(server: &Server) -> std::collections::BTreeSet<String> {
     }
     eprintln!("alerts by id: {} listed, states {states:?}", listed.len());
     states
+}
+
+/// An instance serving the fixture as `serve` wires it: the bundle's thresholds or not (`rule`),
+/// then the configured ones (`fire_threshold` 0.6, `configured`) win.
+fn configured_instance(
+    rule: ThresholdSource,
+    configured: HashMap<AnomalyKind, f64>,
+) -> Arc<Shared> {
+    let mut config = EngineConfig::default();
+    config.alerts.fire_threshold = 0.6;
+    config.alerts.thresholds = configured.clone();
+    let keep = rule == ThresholdSource::Config;
+    let scorer = model::open(Some(&fixture_model()), NnDevice::Cpu, &mut config, keep).unwrap();
+    config.alerts.thresholds.extend(configured);
+    Arc::new(
+        Shared::new(Engine::new(config, scorer).unwrap())
+            .with_loader(model::loader(NnDevice::Cpu), Some(fixture_model()), rule)
+            .unwrap(),
+    )
+}
+
+/// Thresholds written in the configuration survive a reload: all of them when the bundle's are
+/// off (`model.bundle_thresholds = false`), the overridden kinds when they are on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_thresholds_survive_reload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let changed = [0.11, 0.22, 0.33, 0.44];
+    let other = bundle_with_thresholds(&tmp.path().join("other"), changed);
+    let configured = HashMap::from([(AnomalyKind::MemoryExhaustion, 0.9)]);
+    let memory = AnomalyKind::ALL
+        .iter()
+        .position(|k| *k == AnomalyKind::MemoryExhaustion)
+        .unwrap();
+    let body = serde_json::to_vec(&serde_json::json!({ "path": other })).unwrap();
+
+    let kept = configured.clone();
+    let shared =
+        tokio::task::spawn_blocking(move || configured_instance(ThresholdSource::Config, kept))
+            .await
+            .unwrap();
+    let mut expected = vec![0.6; 4];
+    expected[memory] = 0.9;
+    assert_eq!(in_force(&shared), expected);
+    let server = Server::start(Arc::clone(&shared), None, HttpConfig::default()).await;
+    let (status, swapped) = server
+        .post("/v1/model/reload", "application/json", body.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{swapped}");
+    assert_eq!(answered_thresholds(&swapped), expected);
+    assert_eq!(in_force(&shared), expected);
+    server.shutdown().await;
+
+    let overrides = ThresholdSource::Bundle {
+        overrides: configured.clone(),
+    };
+    let kept = configured.clone();
+    let shared = tokio::task::spawn_blocking(move || configured_instance(overrides, kept))
+        .await
+        .unwrap();
+    assert_eq!(in_force(&shared)[memory], 0.9);
+    let server = Server::start(Arc::clone(&shared), None, HttpConfig::default()).await;
+    let (status, swapped) = server
+        .post("/v1/model/reload", "application/json", body)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{swapped}");
+    let mut expected = changed.to_vec();
+    expected[memory] = 0.9;
+    assert_eq!(answered_thresholds(&swapped), expected);
+    assert_eq!(in_force(&shared), expected);
+    server.shutdown().await;
 }
 
 /// Posts `samples` to `/v1/score` as NDJSON (after one bad line) and as a JSON array; checks
