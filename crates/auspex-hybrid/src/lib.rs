@@ -16,7 +16,9 @@ mod model;
 mod scorer;
 mod training;
 
-pub use model::{BRANCH_NAMES, Branch, HybridModel, KindModel, RowScores, ScoreInput};
+pub use model::{
+    BRANCH_NAMES, Branch, BranchTimings, HybridModel, KindModel, META, RowScores, ScoreInput,
+};
 pub use scorer::HybridScorer;
 pub use training::{
     BranchReport, GNN_SNAPSHOT_EVERY_TICKS, HybridConfig, KindReport, TrainReport, train,

@@ -1,6 +1,7 @@
 //! The trained hybrid model: per-kind branches and meta-learners, thresholds, and its bundle.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use auspex_ensemble::{
     Bundle, BundleWriter, Features, Gbdt, LogisticRegression, MetaLearner, Pca, sha256_hex,
@@ -113,6 +114,39 @@ impl std::str::FromStr for Branch {
                     BRANCH_NAMES.join(", ")
                 ))
             })
+    }
+}
+
+/// The stage name of the meta-learners in [`BranchTimings`].
+pub const META: &str = "meta";
+
+/// Wall time spent per stage of scoring: each branch that ran (by [`Branch::name`]) and the
+/// meta-learners ([`META`]), summed over the calls since the last [`clear`](Self::clear).
+/// The names form a fixed, small set, fit for a metric label.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BranchTimings(Vec<(&'static str, Duration)>);
+
+impl BranchTimings {
+    /// Adds `d` to `stage`.
+    pub fn add(&mut self, stage: &'static str, d: Duration) {
+        match self.0.iter_mut().find(|(s, _)| *s == stage) {
+            Some((_, t)) => *t += d,
+            None => self.0.push((stage, d)),
+        }
+    }
+
+    /// The time of `stage`; `None` when it did not run.
+    pub fn get(&self, stage: &str) -> Option<Duration> {
+        self.0.iter().find(|(s, _)| *s == stage).map(|(_, d)| *d)
+    }
+
+    /// Every stage that ran, in the order it first ran.
+    pub fn as_slice(&self) -> &[(&'static str, Duration)] {
+        &self.0
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
     }
 }
 
@@ -352,11 +386,23 @@ impl HybridModel {
 
     /// Branch probabilities for every kind: `[kind][row * B + b]` (NaN where absent).
     pub fn branch_scores(&self, input: &ScoreInput<'_>) -> Result<Vec<Vec<f64>>, HybridError> {
+        self.branch_scores_timed(input, &mut BranchTimings::default())
+    }
+
+    /// [`branch_scores`](Self::branch_scores), adding each branch's time to `timings`.
+    pub fn branch_scores_timed(
+        &self,
+        input: &ScoreInput<'_>,
+        timings: &mut BranchTimings,
+    ) -> Result<Vec<Vec<f64>>, HybridError> {
         let n = input.n;
         let b = self.branches.len();
         let mut out = vec![vec![f64::NAN; n * b]; K];
         for (j, &br) in self.branches.iter().enumerate() {
-            for (s, col) in out.iter_mut().zip(self.branch_probabilities(br, input)?) {
+            let started = Instant::now();
+            let cols = self.branch_probabilities(br, input)?;
+            timings.add(br.name(), started.elapsed());
+            for (s, col) in out.iter_mut().zip(cols) {
                 if let Some(col) = col {
                     for (i, v) in col.into_iter().enumerate() {
                         s[i * b + j] = v;
@@ -377,11 +423,22 @@ impl HybridModel {
 
     /// Ensemble scores of a batch of rows with every input the branches read.
     pub fn score_inputs(&self, input: &ScoreInput<'_>) -> Result<Vec<RowScores>, HybridError> {
+        self.score_inputs_timed(input, &mut BranchTimings::default())
+    }
+
+    /// [`score_inputs`](Self::score_inputs), adding each branch's and the meta-learners' time
+    /// to `timings`.
+    pub fn score_inputs_timed(
+        &self,
+        input: &ScoreInput<'_>,
+        timings: &mut BranchTimings,
+    ) -> Result<Vec<RowScores>, HybridError> {
         let n = input.n;
         let b = self.branches.len();
-        let branch = self.branch_scores(input)?;
+        let branch = self.branch_scores_timed(input, timings)?;
         let c = auspex_train::CONTEXT_NAMES.len();
         let mut out = Vec::with_capacity(K);
+        let started = Instant::now();
         for (km, s) in self.kinds.iter().zip(branch) {
             let rs = match &km.meta {
                 Some(meta) => {
@@ -403,6 +460,7 @@ impl HybridModel {
             };
             out.push(rs);
         }
+        timings.add(META, started.elapsed());
         Ok(out)
     }
 
@@ -686,5 +744,28 @@ mod erased {
         fn to_json(&self) -> Result<Vec<u8>, HybridError> {
             serde_json::to_vec_pretty(self).map_err(|e| HybridError::Invalid(e.to_string()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timings_sum_per_stage_in_first_run_order() {
+        let mut t = BranchTimings::default();
+        t.add("gbdt", Duration::from_millis(2));
+        t.add(META, Duration::from_millis(1));
+        t.add("gbdt", Duration::from_millis(3));
+        assert_eq!(
+            t.as_slice(),
+            &[
+                ("gbdt", Duration::from_millis(5)),
+                (META, Duration::from_millis(1))
+            ]
+        );
+        assert_eq!(t.get("lstm"), None);
+        t.clear();
+        assert!(t.as_slice().is_empty());
     }
 }

@@ -12,6 +12,7 @@
 //! due entities' feature rows as node features, as the training snapshots have them.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use auspex_ensemble::Features;
 use auspex_graph::LiveGraph;
@@ -19,7 +20,7 @@ use auspex_model::{AnomalyKind, EntityId, FeatureContribution, ImplicatedNeighbo
 use auspex_score::{Prediction, Scorer, ScoringContext};
 use auspex_train::ContextBuilder;
 
-use crate::model::{Branch, HybridModel, K, ScoreInput};
+use crate::model::{Branch, BranchTimings, HybridModel, K, ScoreInput};
 
 /// Scores due entities with a trained [`HybridModel`].
 pub struct HybridScorer {
@@ -37,6 +38,8 @@ pub struct HybridScorer {
     /// re-explained at most once per `explain_every_ms` (SHAP is the biggest cost).
     explained: HashMap<(EntityId, AnomalyKind), (i64, Vec<FeatureContribution>)>,
     explain_every_ms: i64,
+    /// The last `score` call's time per branch and in the meta-learners.
+    timings: BranchTimings,
 }
 
 impl HybridScorer {
@@ -51,20 +54,12 @@ impl HybridScorer {
             explain_ratio: 1.0,
             explained: HashMap::new(),
             explain_every_ms: 60_000,
+            timings: BranchTimings::default(),
         }
     }
 
     pub fn model(&self) -> &HybridModel {
         &self.model
-    }
-
-    /// The per-kind thresholds the model was calibrated for, for the alert policy.
-    pub fn thresholds(&self) -> HashMap<AnomalyKind, f64> {
-        AnomalyKind::ALL
-            .into_iter()
-            .zip(&self.model.kinds)
-            .map(|(k, m)| (k, m.threshold.clamp(0.0, 1.0)))
-            .collect()
     }
 }
 
@@ -78,7 +73,21 @@ impl Scorer for HybridScorer {
         self.explained.retain(|(e, _), _| e != id);
     }
 
+    fn stage_timings(&self) -> &[(&'static str, Duration)] {
+        self.timings.as_slice()
+    }
+
+    /// The per-kind thresholds the model was calibrated for, for the alert policy.
+    fn thresholds(&self) -> HashMap<AnomalyKind, f64> {
+        AnomalyKind::ALL
+            .into_iter()
+            .zip(&self.model.kinds)
+            .map(|(k, m)| (k, m.threshold.clamp(0.0, 1.0)))
+            .collect()
+    }
+
     fn score(&mut self, sc: &ScoringContext<'_>, entities: &[EntityId]) -> Vec<Prediction> {
+        self.timings.clear();
         let d = self.model.spec.len();
         // Entities evicted between `due` and now are skipped.
         let ids: Vec<EntityId> = entities
@@ -115,7 +124,12 @@ impl Scorer for HybridScorer {
         } else {
             None
         };
+        // The GNN's forward pass runs here, over the whole graph; its time is the branch's.
+        let started = Instant::now();
         let gnn = gnn_rows(&self.model, sc.graph, &ids, &self.rows, d);
+        if gnn.is_some() {
+            self.timings.add(Branch::Gnn.name(), started.elapsed());
+        }
         let input = ScoreInput {
             n,
             features: &self.rows,
@@ -123,7 +137,7 @@ impl Scorer for HybridScorer {
             sequences,
             gnn: gnn.as_deref(),
         };
-        let scores = match self.model.score_inputs(&input) {
+        let scores = match self.model.score_inputs_timed(&input, &mut self.timings) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("hybrid scorer: {e}");

@@ -9,7 +9,8 @@ pub mod eval;
 pub mod stat;
 pub mod tracker;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use auspex_graph::LiveGraph;
 use auspex_model::{
@@ -93,4 +94,17 @@ pub trait Scorer: Send {
 
     /// Drops any per-entity state of an entity that is gone.
     fn forget(&mut self, _id: &EntityId) {}
+
+    /// Wall time of each stage of the last `score` call (a branch by its name, the
+    /// meta-learners as `meta`), for the latency histograms. Names come from a small fixed set;
+    /// empty when the scorer does not time its stages.
+    fn stage_timings(&self) -> &[(&'static str, Duration)] {
+        &[]
+    }
+
+    /// The per-kind fire thresholds the model was calibrated for; empty when it has none (the
+    /// alert policy's own apply).
+    fn thresholds(&self) -> HashMap<AnomalyKind, f64> {
+        HashMap::new()
+    }
 }

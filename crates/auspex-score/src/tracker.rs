@@ -142,6 +142,12 @@ impl AlertTracker {
         self.episodes.retain(|(e, _), _| e != id);
     }
 
+    /// Applies `policy` from the next prediction on (a reloaded model's thresholds); episodes
+    /// firing or pending stay.
+    pub fn set_policy(&mut self, policy: AlertPolicy) {
+        self.policy = policy;
+    }
+
     /// Sets the version stamped on alerts from now on (a model was reloaded).
     pub fn set_model_version(&mut self, version: impl Into<String>) {
         self.model_version = version.into();

@@ -99,7 +99,8 @@ pub struct AlertmanagerConfig {
     /// Most alerts in one POST.
     pub batch_max: usize,
     /// Base URL of auspex's HTTP API for each alert's `generatorURL`
-    /// (`{generator_url}/alerts/{alert id}`); empty: no link.
+    /// (`{generator_url}/v1/alerts/{alert id}`, served by `GET /v1/alerts/{id}`); empty: no
+    /// link.
     pub generator_url: String,
     /// Lifetime of a firing alert in Alertmanager, in seconds: it is sent with `endsAt` = now +
     /// this and renewed while it fires, so an alert auspex stops renewing resolves by itself.
@@ -274,7 +275,7 @@ pub fn postable(alert: &Alert, cfg: &AlertmanagerConfig, now_ms: TimestampMs) ->
         ends_at: rfc3339(ends_at_ms),
         generator_url: (!cfg.generator_url.is_empty()).then(|| {
             format!(
-                "{}/alerts/{}",
+                "{}/v1/alerts/{}",
                 cfg.generator_url.trim_end_matches('/'),
                 alert.id
             )
@@ -896,7 +897,7 @@ mod tests {
         assert!(!p.annotations.contains_key("time_to_incident_seconds"));
         assert_eq!(
             p.generator_url.as_deref(),
-            Some(format!("http://auspex:8080/alerts/{}", a.id).as_str())
+            Some(format!("http://auspex:8080/v1/alerts/{}", a.id).as_str())
         );
         // A feed clock ahead of ours: capped at now, so Alertmanager sees it resolved.
         assert_eq!(

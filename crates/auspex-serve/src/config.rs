@@ -61,8 +61,9 @@ pub struct ModelConfig {
     pub path: Option<PathBuf>,
     /// `cpu` (default) or `wgpu` (a build with the `gpu` feature).
     pub device: String,
-    /// Use the per-kind thresholds the bundle chose on validation data; `alerts.thresholds`
-    /// entries still override single kinds.
+    /// Use the per-kind thresholds the bundle chose on validation data, at start-up and at
+    /// every reload; `alerts.thresholds` entries still override single kinds. `false`: the
+    /// configured thresholds, which a reload leaves.
     pub bundle_thresholds: bool,
 }
 

@@ -226,6 +226,10 @@ impl Engine {
             let preds = self.scorer.score(&ctx, &self.due);
             metrics::histogram!(crate::telemetry::SCORE_SECONDS, "branch" => "ensemble")
                 .record(started.elapsed().as_secs_f64());
+            for &(stage, took) in self.scorer.stage_timings() {
+                metrics::histogram!(crate::telemetry::SCORE_SECONDS, "branch" => stage)
+                    .record(took.as_secs_f64());
+            }
             metrics::counter!(crate::telemetry::WINDOWS_SCORED).increment(self.due.len() as u64);
             self.remember(now_ms, &preds);
             for p in preds {
@@ -323,6 +327,16 @@ impl Engine {
         self.recent.iter().cloned().collect()
     }
 
+    /// One alert in its latest state: firing now, else its newest message among the recent
+    /// ones (`None` when it is neither).
+    pub fn alert(&self, id: &str) -> Option<Alert> {
+        self.tracker
+            .active()
+            .find(|a| a.id == id)
+            .or_else(|| self.recent.iter().rev().find(|a| a.id == id))
+            .cloned()
+    }
+
     /// One entity's window summary and latest scores; `None` when the engine knows nothing
     /// of it.
     pub fn entity(&self, id: &EntityId) -> Option<EntityView> {
@@ -369,10 +383,27 @@ impl Engine {
 
     /// Serves a new model from the next tick on; returns the old one's version. The windows,
     /// the graph and firing episodes stay; the new model's per-entity state starts empty.
-    pub fn swap_scorer(&mut self, scorer: Box<dyn Scorer>) -> String {
+    /// `thresholds`, when given, become the per-kind fire thresholds from the next tick on.
+    pub fn swap_scorer(
+        &mut self,
+        scorer: Box<dyn Scorer>,
+        thresholds: Option<HashMap<AnomalyKind, f64>>,
+    ) -> String {
         let old = std::mem::replace(&mut self.scorer, scorer);
         self.tracker.set_model_version(self.scorer.version());
+        if let Some(t) = thresholds {
+            self.config.alerts.thresholds = t;
+            self.tracker.set_policy(self.config.alerts.clone());
+        }
         old.version()
+    }
+
+    /// The fire threshold in force for every kind (per-kind entries, else `fire_threshold`).
+    pub fn thresholds(&self) -> BTreeMap<AnomalyKind, f64> {
+        AnomalyKind::ALL
+            .into_iter()
+            .map(|k| (k, self.tracker.policy().threshold(k)))
+            .collect()
     }
 
     /// The scorer, back from a scratch engine.

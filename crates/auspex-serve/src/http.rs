@@ -9,10 +9,11 @@
 //! | `GET /healthz` | 200 while the process serves (open) |
 //! | `GET /readyz` | 200, or 503 with what is missing (open) |
 //! | `GET /v1/alerts` | active and recent alerts, `?kind=&state=&limit=` |
+//! | `GET /v1/alerts/{id}` | one alert in its latest state (firing or resolved) |
 //! | `GET /v1/entities/{id}` | one entity's window summary and scores |
 //! | `GET /v1/graph?around=&hops=` | the topology around an entity |
 //! | `POST /v1/score` | scores posted samples on their own (NDJSON or a JSON array) |
-//! | `POST /v1/model/reload` | swaps in a model bundle |
+//! | `POST /v1/model/reload` | swaps in a model bundle; answers the thresholds in force |
 //!
 //! Every error is `{"error": "<code>", "reason": "<sentence>"}` ([`AppError`]).
 
@@ -39,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::engine::{Engine, EntityView, KindScores};
-use crate::shared::Shared;
+use crate::shared::{Reloaded, Shared};
 use crate::telemetry;
 
 /// The deepest `/v1/graph` neighbourhood served: past a few hops a view is most of the cluster.
@@ -298,6 +299,8 @@ pub fn router(
     };
     let api = Router::new()
         .route("/v1/alerts", get(alerts))
+        // Alert ids are 16 hex digits (`Alert::stable_id`): one path segment.
+        .route("/v1/alerts/{id}", get(alert))
         .route("/v1/entities/{*id}", get(entity))
         .route("/v1/graph", get(graph))
         .route("/v1/score", post(score))
@@ -542,6 +545,25 @@ async fn alerts(
     Ok(Json(AlertsBody { active, recent }))
 }
 
+/// One alert in its latest state (firing, or its newest message when it is no longer
+/// active): the link Alertmanager's `generatorURL` carries.
+async fn alert(
+    State(state): State<AppState>,
+    path: Result<UrlPath<String>, PathRejection>,
+) -> Result<Json<Alert>, AppError> {
+    let UrlPath(id) = path?;
+    let lookup = id.clone();
+    let (found, kept) = with_engine(&state.shared, move |e| {
+        (e.alert(&lookup), e.config().recent_alerts)
+    })
+    .await?;
+    found.map(Json).ok_or_else(|| {
+        AppError::not_found(format!(
+            "no alert {id} is firing on this instance nor among its last {kept} alert messages"
+        ))
+    })
+}
+
 /// Parses an entity id from a URL or a query.
 fn entity_id(raw: &str) -> Result<EntityId, AppError> {
     EntityId::parse(raw)
@@ -738,7 +760,7 @@ const NO_BUNDLE: &str = "this instance serves the statistical scorer";
 async fn reload(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, AppError> {
+) -> Result<Json<Reloaded>, AppError> {
     let body = body?;
     let req: ReloadRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReloadRequest::default()
@@ -754,10 +776,15 @@ async fn reload(
         tokio::task::spawn_blocking(move || shared.reload(req.path.as_deref().map(Path::new)))
             .await?;
     match outcome {
-        Ok((previous, version)) => {
+        Ok(done) => {
             metrics::counter!(telemetry::MODEL_RELOADS, "outcome" => "ok").increment(1);
-            tracing::info!(%previous, %version, "model reloaded");
-            Ok(Json(json!({ "previous": previous, "version": version })))
+            tracing::info!(
+                previous = %done.previous,
+                version = %done.version,
+                thresholds = ?done.thresholds,
+                "model reloaded"
+            );
+            Ok(Json(done))
         }
         Err(e) => {
             metrics::counter!(telemetry::MODEL_RELOADS, "outcome" => "error").increment(1);

@@ -1,10 +1,12 @@
 //! Which scorer serves: a trained bundle (`auspex train`), or the statistical scorer when none
 //! is given.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use auspex_hybrid::{HybridModel, HybridScorer};
+use auspex_model::AnomalyKind;
 use auspex_nn::NnDevice;
 use auspex_score::Scorer;
 use auspex_score::stat::{StatConfig, StatScorer};
@@ -56,4 +58,31 @@ pub fn loader(device: NnDevice) -> Loader {
         }
         Ok(Box::new(HybridScorer::new(model)) as Box<dyn Scorer>)
     })
+}
+
+/// Whose per-kind fire thresholds are in force (`model.bundle_thresholds`), so that a reload
+/// applies the same rule as start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ThresholdSource {
+    /// The served bundle's, put in force again by every reload; these configured entries
+    /// (`alerts.thresholds`) win for their kinds.
+    Bundle {
+        overrides: HashMap<AnomalyKind, f64>,
+    },
+    /// The configuration's alone: a reload leaves the thresholds in force.
+    Config,
+}
+
+impl ThresholdSource {
+    /// The per-kind thresholds to put in force with `scorer`; `None`: keep those in force.
+    pub fn for_scorer(&self, scorer: &dyn Scorer) -> Option<HashMap<AnomalyKind, f64>> {
+        match self {
+            ThresholdSource::Config => None,
+            ThresholdSource::Bundle { overrides } => {
+                let mut t = scorer.thresholds();
+                t.extend(overrides.iter().map(|(k, v)| (*k, *v)));
+                Some(t)
+            }
+        }
+    }
 }

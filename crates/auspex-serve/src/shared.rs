@@ -1,6 +1,7 @@
 //! What the loops and the HTTP API share: the engine behind one lock, readiness, the model
 //! loader and the alert hooks (Alertmanager).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -8,11 +9,23 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use auspex_ingest::Record;
-use auspex_model::{Alert, TimestampMs};
+use auspex_model::{Alert, AnomalyKind, TimestampMs};
 use auspex_score::Scorer;
 use auspex_window::WindowConfig;
+use serde::Serialize;
 
 use crate::engine::{Engine, KindScores};
+use crate::model::ThresholdSource;
+
+/// What a reload did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reloaded {
+    /// The version served before, and the one served now.
+    pub previous: String,
+    pub version: String,
+    /// The fire threshold in force for every kind after the reload.
+    pub thresholds: BTreeMap<AnomalyKind, f64>,
+}
 
 /// Loads a model bundle into a scorer for windows built under the given config; refuses a
 /// bundle whose features those windows cannot give.
@@ -54,6 +67,8 @@ pub struct Shared {
     pub started: Instant,
     hooks: Vec<AlertHook>,
     loader: Option<Loader>,
+    /// Which thresholds a reloaded bundle puts in force.
+    thresholds: ThresholdSource,
     model_path: Mutex<Option<PathBuf>>,
     /// A second scorer of the served model for `POST /v1/score`, so ad hoc requests never
     /// touch the live per-entity state.
@@ -69,6 +84,7 @@ impl Shared {
             started: Instant::now(),
             hooks: Vec::new(),
             loader: None,
+            thresholds: ThresholdSource::Config,
             model_path: Mutex::new(None),
             adhoc: Mutex::new(None),
             reloads: AtomicU64::new(0),
@@ -83,14 +99,21 @@ impl Shared {
         self
     }
 
-    /// Sets how bundles are loaded (enables `POST /v1/model/reload` and `POST /v1/score`).
-    pub fn with_loader(mut self, loader: Loader, path: Option<PathBuf>) -> Result<Self> {
+    /// Sets how bundles are loaded (enables `POST /v1/model/reload` and `POST /v1/score`) and
+    /// whose thresholds a reload puts in force (as at start-up: `model.bundle_thresholds`).
+    pub fn with_loader(
+        mut self,
+        loader: Loader,
+        path: Option<PathBuf>,
+        thresholds: ThresholdSource,
+    ) -> Result<Self> {
         if let Some(p) = &path {
             let windows = self.engine().config().windows.clone();
             *self.adhoc.get_mut().expect("not shared yet") = Some(loader(p, &windows)?);
         }
         *self.model_path.get_mut().expect("not shared yet") = path;
         self.loader = Some(loader);
+        self.thresholds = thresholds;
         Ok(self)
     }
 
@@ -108,8 +131,9 @@ impl Shared {
 
     /// Loads `path` (or the configured bundle again), verifying its checksums and that the
     /// live windows give the features it needs, and swaps it in between two batches: no
-    /// message is dropped. Returns (old version, new version).
-    pub fn reload(&self, path: Option<&Path>) -> Result<(String, String)> {
+    /// message is dropped. With [`ThresholdSource::Bundle`] the new bundle's thresholds apply
+    /// from the same tick on.
+    pub fn reload(&self, path: Option<&Path>) -> Result<Reloaded> {
         let Some(loader) = &self.loader else {
             bail!("this instance serves the statistical scorer: there is no bundle to reload");
         };
@@ -127,12 +151,21 @@ impl Shared {
         let live = loader(&path, &windows)
             .with_context(|| format!("loading the model bundle {}", path.display()))?;
         let adhoc = loader(&path, &windows)?;
-        let new = live.version();
-        let old = self.engine().swap_scorer(live);
+        let version = live.version();
+        let thresholds = self.thresholds.for_scorer(live.as_ref());
+        let (previous, thresholds) = {
+            let mut engine = self.engine();
+            let previous = engine.swap_scorer(live, thresholds);
+            (previous, engine.thresholds())
+        };
         *self.adhoc.lock().unwrap_or_else(|p| p.into_inner()) = Some(adhoc);
         *self.model_path.lock().unwrap_or_else(|p| p.into_inner()) = Some(path);
         self.reloads.fetch_add(1, Ordering::Relaxed);
-        Ok((old, new))
+        Ok(Reloaded {
+            previous,
+            version,
+            thresholds,
+        })
     }
 
     /// Scores posted records on their own (a scratch engine with the live configuration and

@@ -59,7 +59,7 @@ pub fn describe() {
     );
     describe_histogram!(
         SCORE_SECONDS,
-        "Time to score one tick's due entities, by branch (`ensemble` is the whole model)."
+        "Time to score one tick's due entities, by branch: each base branch of the model by name, `meta` (the meta-learners) and `ensemble` (the whole model)."
     );
     describe_counter!(WINDOWS_SCORED, "Entity windows scored.");
     describe_counter!(ALERTS, "Alert messages emitted, by kind and state.");

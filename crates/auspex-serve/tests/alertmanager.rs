@@ -224,7 +224,7 @@ fn a_firing_alert_arrives_and_its_resolution_closes_it() {
     assert_eq!(got["startsAt"], rfc3339(alert.starts_at_ms).as_str());
     assert_eq!(
         got["generatorURL"],
-        format!("http://auspex:8080/alerts/{}", alert.id).as_str()
+        format!("http://auspex:8080/v1/alerts/{}", alert.id).as_str()
     );
 
     // The tracker refreshes an episode's evidence while it fires, so its resolution may carry

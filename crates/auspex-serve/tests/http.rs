@@ -2,16 +2,18 @@
 //! pipeline (the statistical scorer, and the trained bundle under `fixtures/model`), reached
 //! with reqwest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use auspex_hybrid::HybridModel;
 use auspex_ingest::simulator::SimulatorSource;
 use auspex_ingest::{IngestError, NdjsonSink, Record, Source};
-use auspex_model::IncidentLabel;
+use auspex_model::{AnomalyKind, IncidentLabel};
 use auspex_nn::NnDevice;
 use auspex_serve::http::{self, HttpConfig};
+use auspex_serve::model::ThresholdSource;
 use auspex_serve::{Engine, EngineConfig, Shared, model, pipeline};
 use auspex_sim::{FaultKind, ScheduledFault, SimConfig};
 use reqwest::StatusCode;
@@ -181,8 +183,13 @@ impl<S: Source> Source for Recording<S> {
 
 /// Runs the simulator through the embedded pipeline into `shared`'s engine.
 fn feed(shared: &Shared) -> Recording<SimulatorSource> {
+    feed_with(shared, sim_config())
+}
+
+/// Runs the simulator configured by `sim` through the embedded pipeline into `shared`'s engine.
+fn feed_with(shared: &Shared, sim: SimConfig) -> Recording<SimulatorSource> {
     let mut source = Recording {
-        inner: SimulatorSource::new(sim_config()).unwrap(),
+        inner: SimulatorSource::new(sim).unwrap(),
         pods: BTreeMap::new(),
         samples: Vec::new(),
     };
@@ -200,12 +207,45 @@ fn statistical() -> Shared {
     Shared::new(Engine::new(config, scorer).unwrap())
 }
 
+/// An engine serving the bundle at `path` with its own thresholds (`model.bundle_thresholds`).
 fn bundled(path: &Path) -> Shared {
     let mut config = EngineConfig::default();
     let scorer = model::open(Some(path), NnDevice::Cpu, &mut config, false).unwrap();
+    let rule = ThresholdSource::Bundle {
+        overrides: HashMap::new(),
+    };
     Shared::new(Engine::new(config, scorer).unwrap())
-        .with_loader(model::loader(NnDevice::Cpu), Some(path.to_path_buf()))
+        .with_loader(model::loader(NnDevice::Cpu), Some(path.to_path_buf()), rule)
         .unwrap()
+}
+
+/// A copy of the fixture bundle in `dir` whose per-kind thresholds are `thresholds` (in
+/// `AnomalyKind::ALL` order), written by the bundle writer: checksums and version are its own.
+fn bundle_with_thresholds(dir: &Path, thresholds: [f64; 4]) -> PathBuf {
+    let mut m = HybridModel::load(&fixture_model(), NnDevice::Cpu).unwrap();
+    for (km, t) in m.kinds.iter_mut().zip(thresholds) {
+        km.threshold = t;
+    }
+    m.save(dir, serde_json::json!({ "test": "thresholds changed" }))
+        .unwrap();
+    dir.to_path_buf()
+}
+
+/// The thresholds a reload answered, in `AnomalyKind::ALL` order.
+fn answered_thresholds(body: &Value) -> Vec<f64> {
+    let t = body["thresholds"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(t.len(), 4, "{body}");
+    AnomalyKind::ALL
+        .iter()
+        .map(|k| t[k.as_str()].as_f64().unwrap())
+        .collect()
+}
+
+/// The thresholds the engine applies, in `AnomalyKind::ALL` order.
+fn in_force(shared: &Shared) -> Vec<f64> {
+    shared.engine().thresholds().into_values().collect()
 }
 
 /// The engine's read endpoints, the probes, `/metrics` and the input checks, on the
@@ -382,6 +422,18 @@ async fn statistical_instance() {
         "pending",
     );
 
+    // One alert by id, as /v1/alerts lists it.
+    let states = alerts_by_id(&server).await;
+    assert!(
+        states.contains("resolved"),
+        "no resolved alert to fetch: {states:?}"
+    );
+    assert_error(
+        &server.get("/v1/alerts/0123456789abcdef").await,
+        StatusCode::NOT_FOUND,
+        "0123456789abcdef",
+    );
+
     // /metrics: what the pipeline recorded, and the gauges refreshed from the engine.
     let gauges = GAUGES.lock().await;
     let resp = server
@@ -518,6 +570,7 @@ async fn bundle_instance() {
     let server = Server::start(Arc::clone(&shared), None, cfg).await;
     let version = shared.engine().model_version();
     assert!(version.starts_with("hybrid-"), "{version}");
+    alerts_by_id(&server).await;
 
     // Score: the records are parsed and the entities listed (their scores: see
     // `adhoc_scores_every_kind`).
@@ -598,6 +651,40 @@ async fn bundle_instance() {
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(shared.reloads.load(Ordering::Relaxed), 2);
 
+    // A bundle with other thresholds puts them in force (model.bundle_thresholds); the
+    // fixture's come back with it.
+    let fixture_thresholds: Vec<f64> = HybridModel::load(&fixture, NnDevice::Cpu)
+        .unwrap()
+        .kinds
+        .iter()
+        .map(|k| k.threshold)
+        .collect();
+    assert_eq!(in_force(&shared), fixture_thresholds);
+    let changed = [0.11, 0.22, 0.33, 0.44];
+    let other = bundle_with_thresholds(&tmp.path().join("other"), changed);
+    let (status, swapped) = server
+        .post(
+            "/v1/model/reload",
+            "application/json",
+            serde_json::to_vec(&serde_json::json!({ "path": other })).unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{swapped}");
+    assert_ne!(swapped["version"], version.as_str(), "{swapped}");
+    assert_eq!(answered_thresholds(&swapped), changed);
+    assert_eq!(in_force(&shared), changed);
+    let (status, back) = server
+        .post(
+            "/v1/model/reload",
+            "application/json",
+            serde_json::to_vec(&serde_json::json!({ "path": fixture })).unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{back}");
+    assert_eq!(back["version"], version.as_str());
+    assert_eq!(answered_thresholds(&back), fixture_thresholds);
+    assert_eq!(in_force(&shared), fixture_thresholds);
+
     let gauges = GAUGES.lock().await;
     let text = server
         .client
@@ -621,8 +708,36 @@ async fn bundle_instance() {
             .unwrap()
     };
     // The recorder is process-wide: other tests may reload too, never fewer.
-    assert!(reloads("ok") >= 2);
+    assert!(reloads("ok") >= 4);
     assert!(reloads("error") >= 2);
+    // Scoring latency per branch the bundle has, for its meta-learners and the whole model;
+    // none for a branch it lacks.
+    let branches: Vec<String> =
+        serde_json::from_slice(&std::fs::read(fixture.join("branches.json")).unwrap()).unwrap();
+    assert!(branches.len() >= 2, "{branches:?}");
+    let observed = |branch: &str| -> Option<u64> {
+        let prefix = format!("auspex_score_duration_seconds_count{{branch=\"{branch}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.parse().unwrap())
+    };
+    for b in branches
+        .iter()
+        .map(String::as_str)
+        .chain(["meta", "ensemble"])
+    {
+        let n = observed(b).unwrap_or_else(|| panic!("no latency of branch {b}:\n{text}"));
+        assert!(n > 0, "branch {b}");
+    }
+    for absent in auspex_hybrid::BRANCH_NAMES {
+        if !branches.iter().any(|b| b == absent) {
+            assert_eq!(
+                observed(absent),
+                None,
+                "branch {absent} is not in the bundle"
+            );
+        }
+    }
     drop(gauges);
 
     // A request that outlives http.request_timeout_ms is answered 503.
@@ -643,6 +758,101 @@ async fn bundle_instance() {
         "request_timeout_ms",
     );
     hasty.shutdown().await;
+    server.shutdown().await;
+}
+
+/// Fetches every alert `/v1/alerts` lists by its id: a firing one as `active` has it, a
+/// resolved one as its newest message. Returns the states seen.
+async fn alerts_by_id(server: &Server) -> std::collections::BTreeSet<String> {
+    let (status, all) = server.get("/v1/alerts").await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let listed: Vec<&Value> = all["active"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(all["recent"].as_array().unwrap().iter().rev())
+        .collect();
+    assert!(!listed.is_empty(), "no alert to fetch");
+    let mut states = std::collections::BTreeSet::new();
+    for a in &listed {
+        let id = a["id"].as_str().unwrap();
+        let latest = listed.iter().find(|b| b["id"] == id).unwrap();
+        let (status, got) = server.get(&format!("/v1/alerts/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{got}");
+        assert_eq!(&got, *latest);
+        states.insert(got["state"].as_str().unwrap().to_string());
+    }
+    eprintln!("alerts by id: {} listed, states {states:?}", listed.len());
+    states
+}
+
+/// An instance serving the fixture as `serve` wires it: the bundle's thresholds or not (`rule`),
+/// then the configured ones (`fire_threshold` 0.6, `configured`) win.
+fn configured_instance(
+    rule: ThresholdSource,
+    configured: HashMap<AnomalyKind, f64>,
+) -> Arc<Shared> {
+    let mut config = EngineConfig::default();
+    config.alerts.fire_threshold = 0.6;
+    config.alerts.thresholds = configured.clone();
+    let keep = rule == ThresholdSource::Config;
+    let scorer = model::open(Some(&fixture_model()), NnDevice::Cpu, &mut config, keep).unwrap();
+    config.alerts.thresholds.extend(configured);
+    Arc::new(
+        Shared::new(Engine::new(config, scorer).unwrap())
+            .with_loader(model::loader(NnDevice::Cpu), Some(fixture_model()), rule)
+            .unwrap(),
+    )
+}
+
+/// Thresholds written in the configuration survive a reload: all of them when the bundle's are
+/// off (`model.bundle_thresholds = false`), the overridden kinds when they are on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_thresholds_survive_reload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let changed = [0.11, 0.22, 0.33, 0.44];
+    let other = bundle_with_thresholds(&tmp.path().join("other"), changed);
+    let configured = HashMap::from([(AnomalyKind::MemoryExhaustion, 0.9)]);
+    let memory = AnomalyKind::ALL
+        .iter()
+        .position(|k| *k == AnomalyKind::MemoryExhaustion)
+        .unwrap();
+    let body = serde_json::to_vec(&serde_json::json!({ "path": other })).unwrap();
+
+    let kept = configured.clone();
+    let shared =
+        tokio::task::spawn_blocking(move || configured_instance(ThresholdSource::Config, kept))
+            .await
+            .unwrap();
+    let mut expected = vec![0.6; 4];
+    expected[memory] = 0.9;
+    assert_eq!(in_force(&shared), expected);
+    let server = Server::start(Arc::clone(&shared), None, HttpConfig::default()).await;
+    let (status, swapped) = server
+        .post("/v1/model/reload", "application/json", body.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{swapped}");
+    assert_eq!(answered_thresholds(&swapped), expected);
+    assert_eq!(in_force(&shared), expected);
+    server.shutdown().await;
+
+    let overrides = ThresholdSource::Bundle {
+        overrides: configured.clone(),
+    };
+    let kept = configured.clone();
+    let shared = tokio::task::spawn_blocking(move || configured_instance(overrides, kept))
+        .await
+        .unwrap();
+    assert_eq!(in_force(&shared)[memory], 0.9);
+    let server = Server::start(Arc::clone(&shared), None, HttpConfig::default()).await;
+    let (status, swapped) = server
+        .post("/v1/model/reload", "application/json", body)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{swapped}");
+    let mut expected = changed.to_vec();
+    expected[memory] = 0.9;
+    assert_eq!(answered_thresholds(&swapped), expected);
+    assert_eq!(in_force(&shared), expected);
     server.shutdown().await;
 }
 
@@ -723,8 +933,22 @@ async fn adhoc_scores_every_kind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_token() {
     let shared = Arc::new(statistical());
+    // A leak late in the run, so that its alert still fires at the end.
+    {
+        let shared = Arc::clone(&shared);
+        tokio::task::spawn_blocking(move || {
+            let sim = SimConfig {
+                faults: Some(vec![ScheduledFault::new(FaultKind::MemoryLeak, 2_400_000)]),
+                ..sim_config()
+            };
+            feed_with(&shared, sim)
+        })
+        .await
+        .unwrap();
+    }
+    let firing = shared.engine().active_alerts();
     let server = Server::start(shared, Some("s3cret-token"), HttpConfig::default()).await;
-    let get = |auth: Option<&'static str>, path: &'static str| {
+    let get = |auth: Option<&'static str>, path: &str| {
         let mut req = server.client.get(server.url(path));
         if let Some(a) = auth {
             req = req.header("authorization", a);
@@ -769,6 +993,29 @@ async fn bearer_token() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert!(body["active"].is_array() && body["recent"].is_array());
+
+    // One alert by id: the same rule. With the token, a firing alert is served as the engine
+    // holds it, and an unknown id is 404.
+    let alert = firing
+        .first()
+        .expect("the late leak fires and is not resolved yet");
+    let path = &format!("/v1/alerts/{}", alert.id);
+    let resp = get(None, path).await.unwrap();
+    assert_error(&json(resp).await, StatusCode::UNAUTHORIZED, "Authorization");
+    let (status, got) = json(get(Some("Bearer s3cret-token"), path).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    assert_eq!(got["state"], "firing");
+    assert_eq!(got, serde_json::to_value(alert).unwrap());
+    let resp = get(None, "/v1/alerts/0123456789abcdef").await.unwrap();
+    assert_error(&json(resp).await, StatusCode::UNAUTHORIZED, "Authorization");
+    let resp = get(Some("Bearer wrong"), "/v1/alerts/0123456789abcdef")
+        .await
+        .unwrap();
+    assert_error(&json(resp).await, StatusCode::UNAUTHORIZED, "bearer token");
+    let resp = get(Some("Bearer s3cret-token"), "/v1/alerts/0123456789abcdef")
+        .await
+        .unwrap();
+    assert_error(&json(resp).await, StatusCode::NOT_FOUND, "0123456789abcdef");
 
     let gauges = GAUGES.lock().await;
     for open in ["/metrics", "/healthz", "/readyz"] {

@@ -13,6 +13,7 @@ use auspex_ingest::{DeadLetter, DeadLetterSink, NdjsonSink, Sink};
 use auspex_model::Alert;
 use auspex_serve::alertmanager::Alertmanager;
 use auspex_serve::config::ServeConfig;
+use auspex_serve::model::ThresholdSource;
 use auspex_serve::{Engine, EngineConfig, Shared};
 use clap::Args;
 
@@ -63,7 +64,20 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     tracing::info!(model = %engine.model_version(), "model loaded");
     let mut shared = Shared::new(engine);
     if let Some(path) = &config.model.path {
-        shared = shared.with_loader(auspex_serve::model::loader(device), Some(path.clone()))?;
+        // A reload applies the same rule as start-up: the new bundle's thresholds, with the
+        // configured ones winning, or the configured ones alone.
+        let thresholds = if config.model.bundle_thresholds {
+            ThresholdSource::Bundle {
+                overrides: config.alerts.thresholds.clone(),
+            }
+        } else {
+            ThresholdSource::Config
+        };
+        shared = shared.with_loader(
+            auspex_serve::model::loader(device),
+            Some(path.clone()),
+            thresholds,
+        )?;
     }
     let alertmanager = match &config.alertmanager {
         Some(am) => Some(Arc::new(
