@@ -1126,6 +1126,66 @@ fn source_of(o: &Origin) -> String {
     }
 }
 
+/// Hands `record` to `producer`, waiting while its queue is full; serves delivery reports.
+pub fn send<C, K, P>(
+    producer: &BaseProducer<C>,
+    mut record: BaseRecord<'_, K, P, C::DeliveryOpaque>,
+) -> Result<()>
+where
+    C: ProducerContext,
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                r,
+            )) => {
+                record = r;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, _)) => return Err(e).context("producing"),
+        }
+    }
+    producer.poll(Duration::ZERO);
+    Ok(())
+}
+
+/// The topic, key and payload a record is published with (see [`publish`]): samples keyed
+/// by node on `samples_topic`, topology events keyed by subject on `topology_topic` (the
+/// samples topic when that is empty). Invalid records are refused.
+pub fn message_of<'a>(
+    r: &Record,
+    samples_topic: &'a str,
+    topology_topic: &'a str,
+) -> Result<(&'a str, String, Vec<u8>)> {
+    Ok(match r {
+        Record::Sample(s) => {
+            let key = match (&s.entity.node, s.entity.kind) {
+                (_, auspex_model::EntityKind::Node) => s.entity.name.clone(),
+                (Some(node), _) => node.clone(),
+                (None, _) => s.entity.id().as_str().to_string(),
+            };
+            (samples_topic, key, serde_json::to_vec(s)?)
+        }
+        Record::Topology(e) => {
+            let topic = if topology_topic.is_empty() {
+                samples_topic
+            } else {
+                topology_topic
+            };
+            (topic, e.change.key(), serde_json::to_vec(e)?)
+        }
+        Record::DeadLetter(d) => {
+            anyhow::bail!("refusing to publish an invalid record: {}", d.reason)
+        }
+    })
+}
+
 /// Publishes a stream of records to Kafka the way collectors should: samples keyed by the node
 /// they run on (pods and containers by their node, nodes by name, others by entity id) on
 /// `samples_topic`; topology events keyed by their subject on `topology_topic` (or on the
@@ -1148,46 +1208,12 @@ pub fn publish(
         .context("creating the Kafka producer")?;
     let (mut n, mut m) = (0u64, 0u64);
     for r in records {
-        let (topic, key, payload) = match &r {
-            Record::Sample(s) => {
-                n += 1;
-                let key = match (&s.entity.node, s.entity.kind) {
-                    (_, auspex_model::EntityKind::Node) => s.entity.name.clone(),
-                    (Some(node), _) => node.clone(),
-                    (None, _) => s.entity.id().as_str().to_string(),
-                };
-                (samples_topic, key, serde_json::to_vec(s)?)
-            }
-            Record::Topology(e) => {
-                m += 1;
-                let topic = if topology_topic.is_empty() {
-                    samples_topic
-                } else {
-                    topology_topic
-                };
-                (topic, e.change.key(), serde_json::to_vec(e)?)
-            }
-            Record::DeadLetter(d) => {
-                anyhow::bail!("refusing to publish an invalid record: {}", d.reason)
-            }
-        };
-        let mut record = BaseRecord::to(topic).key(&key).payload(&payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    r,
-                )) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => return Err(e).context("producing"),
-            }
+        let (topic, key, payload) = message_of(&r, samples_topic, topology_topic)?;
+        match r {
+            Record::Sample(_) => n += 1,
+            _ => m += 1,
         }
-        producer.poll(Duration::ZERO);
+        send(&producer, BaseRecord::to(topic).key(&key).payload(&payload))?;
     }
     producer
         .flush(Duration::from_secs(60))
