@@ -27,6 +27,32 @@ pub const MODEL_RELOADS: &str = "auspex_model_reloads_total";
 pub const OFFSETS_STORED: &str = "auspex_offsets_stored_total";
 pub const PRODUCER_IN_FLIGHT: &str = "auspex_producer_in_flight";
 
+/// Every metric the service loop exports (the Alertmanager sink's own are in
+/// [`crate::alertmanager`]): deploy/'s rules and dashboards may name only these.
+pub const ALL: [&str; 21] = [
+    RECORDS_IN,
+    SAMPLES,
+    TOPOLOGY_EVENTS,
+    PARSE_ERRORS,
+    DEAD_LETTERS,
+    CONSUMER_LAG,
+    PAUSED,
+    ASSIGNED_PARTITIONS,
+    WATERMARK,
+    SCORE_SECONDS,
+    WINDOWS_SCORED,
+    ALERTS,
+    ALERTS_ACTIVE,
+    ALERT_LATENCY,
+    ENTITIES,
+    GRAPH_VERTICES,
+    GRAPH_EDGES,
+    MODEL_INFO,
+    MODEL_RELOADS,
+    OFFSETS_STORED,
+    PRODUCER_IN_FLIGHT,
+];
+
 /// Registers help texts with the installed recorder (a no-op without one).
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
