@@ -452,22 +452,22 @@ struct Counters {
 impl Counters {
     fn sent(&self, n: u64) {
         self.sent.fetch_add(n, Relaxed);
-        counter!("auspex_alertmanager_sent_total").increment(n);
+        counter!(crate::telemetry::AM_SENT).increment(n);
     }
 
     fn dropped(&self, n: u64, reason: &'static str) {
         self.dropped.fetch_add(n, Relaxed);
-        counter!("auspex_alertmanager_dropped_total", "reason" => reason).increment(n);
+        counter!(crate::telemetry::AM_DROPPED, "reason" => reason).increment(n);
     }
 
     fn failed(&self, n: u64, reason: &'static str) {
         self.failed.fetch_add(n, Relaxed);
-        counter!("auspex_alertmanager_failed_total", "reason" => reason).increment(n);
+        counter!(crate::telemetry::AM_FAILED, "reason" => reason).increment(n);
     }
 
     fn retried(&self) {
         self.retries.fetch_add(1, Relaxed);
-        counter!("auspex_alertmanager_retries_total").increment(1);
+        counter!(crate::telemetry::AM_RETRIES).increment(1);
     }
 
     fn snapshot(&self) -> DeliveryStats {

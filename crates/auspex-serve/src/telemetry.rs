@@ -26,10 +26,14 @@ pub const MODEL_INFO: &str = "auspex_model_info";
 pub const MODEL_RELOADS: &str = "auspex_model_reloads_total";
 pub const OFFSETS_STORED: &str = "auspex_offsets_stored_total";
 pub const PRODUCER_IN_FLIGHT: &str = "auspex_producer_in_flight";
+// The Alertmanager sink's (crate::alertmanager).
+pub const AM_SENT: &str = "auspex_alertmanager_sent_total";
+pub const AM_DROPPED: &str = "auspex_alertmanager_dropped_total";
+pub const AM_FAILED: &str = "auspex_alertmanager_failed_total";
+pub const AM_RETRIES: &str = "auspex_alertmanager_retries_total";
 
-/// Every metric the service loop exports (the Alertmanager sink's own are in
-/// [`crate::alertmanager`]): deploy/'s rules and dashboards may name only these.
-pub const ALL: [&str; 21] = [
+/// Every metric auspex exports: deploy/'s rules and dashboards may name only these.
+pub const ALL: [&str; 25] = [
     RECORDS_IN,
     SAMPLES,
     TOPOLOGY_EVENTS,
@@ -51,6 +55,10 @@ pub const ALL: [&str; 21] = [
     MODEL_RELOADS,
     OFFSETS_STORED,
     PRODUCER_IN_FLIGHT,
+    AM_SENT,
+    AM_DROPPED,
+    AM_FAILED,
+    AM_RETRIES,
 ];
 
 /// Registers help texts with the installed recorder (a no-op without one).

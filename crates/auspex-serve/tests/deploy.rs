@@ -1,7 +1,8 @@
-//! deploy/'s Prometheus rules for auspex itself and the Alertmanager routing example, checked
-//! with the real tools (`promtool`, `amtool`; `.ci/install` installs them): the rules load,
-//! their unit tests (deploy/prometheus/auspex-rules.test.yml) pass, every metric they name is
-//! one auspex exports, and every prediction kind and service alert reaches its receiver.
+//! deploy/'s Prometheus rules for auspex itself, its Grafana dashboards and the Alertmanager
+//! routing example, checked with the real tools (`promtool`, `amtool`; `.ci/install` installs
+//! them): the rules load and their unit tests (deploy/prometheus/auspex-rules.test.yml) pass,
+//! every dashboard query is valid PromQL, rules and dashboards name only metrics auspex
+//! exports, and every prediction kind and service alert reaches its receiver.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -41,11 +42,10 @@ fn the_service_rules_load_and_their_unit_tests_pass() {
     );
 }
 
-#[test]
-fn the_rules_name_only_metrics_auspex_exports() {
-    let rules = std::fs::read_to_string(deploy().join("prometheus/auspex-rules.yml")).unwrap();
+/// The `auspex_*` names in `text`.
+fn metric_names(text: &str) -> Vec<String> {
     let mut named = Vec::new();
-    let mut rest = rules.as_str();
+    let mut rest = text;
     while let Some(i) = rest.find("auspex_") {
         let tail = &rest[i..];
         let end = tail
@@ -54,7 +54,11 @@ fn the_rules_name_only_metrics_auspex_exports() {
         named.push(tail[..end].to_string());
         rest = &tail[end..];
     }
-    assert!(named.len() >= 8, "the rules name auspex metrics: {named:?}");
+    named
+}
+
+/// Panics on a name (histogram series suffixes aside) auspex does not export.
+fn assert_exported(named: &[String], what: &str) {
     let unknown: Vec<_> = named
         .iter()
         .filter(|n| {
@@ -65,7 +69,83 @@ fn the_rules_name_only_metrics_auspex_exports() {
             !telemetry::ALL.contains(&base)
         })
         .collect();
-    assert!(unknown.is_empty(), "not exported by auspex: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "{what} names metrics auspex does not export: {unknown:?}"
+    );
+}
+
+#[test]
+fn the_rules_name_only_metrics_auspex_exports() {
+    let rules = std::fs::read_to_string(deploy().join("prometheus/auspex-rules.yml")).unwrap();
+    let named = metric_names(&rules);
+    assert!(named.len() >= 8, "the rules name auspex metrics: {named:?}");
+    assert_exported(&named, "auspex-rules.yml");
+}
+
+/// Every dashboard parses, every panel has a query, every query is valid PromQL (promtool
+/// parses them as recording rules, Grafana's `$__rate_interval` set to 5m) and names only
+/// metrics auspex exports; between them the dashboards use most of what auspex exports.
+#[test]
+fn the_dashboards_query_what_auspex_exports() {
+    let dir = deploy().join("grafana");
+    let mut used = std::collections::BTreeSet::new();
+    let mut dashboards = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        dashboards += 1;
+        let name = path.display().to_string();
+        let dash: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            dash["uid"].is_string() && dash["title"].is_string(),
+            "{name}"
+        );
+        let panels = dash["panels"].as_array().expect("panels");
+        assert!(!panels.is_empty(), "{name}");
+        let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+        for (i, p) in panels.iter().enumerate() {
+            let targets = p["targets"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+            assert!(
+                !targets.is_empty(),
+                "{name}: panel {:?} has no query",
+                p["title"]
+            );
+            for (j, t) in targets.iter().enumerate() {
+                let expr = t["expr"].as_str().expect("a PromQL expr");
+                let named = metric_names(expr);
+                assert!(!named.is_empty(), "{name}: {expr}");
+                assert_exported(&named, &name);
+                used.extend(named);
+                let expr = expr.replace("$__rate_interval", "5m");
+                rules.push_str(&format!(
+                    "      - record: dashboard:panel{i}_{j}\n        expr: {}\n",
+                    serde_json::to_string(&expr).unwrap()
+                ));
+            }
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("queries.yml"), rules).unwrap();
+        run(
+            "promtool",
+            &["check", "rules", "queries.yml"],
+            &tmp.path().to_path_buf(),
+        );
+    }
+    assert!(dashboards >= 1, "no dashboard in {}", dir.display());
+    let base: std::collections::BTreeSet<&str> = used
+        .iter()
+        .map(|n| n.strip_suffix("_bucket").unwrap_or(n))
+        .collect();
+    let missing: Vec<_> = telemetry::ALL
+        .iter()
+        .filter(|m| !base.contains(**m))
+        .collect();
+    assert!(missing.is_empty(), "no dashboard shows {missing:?}");
 }
 
 /// `amtool config routes test` for one label set: the receiver it reaches.
