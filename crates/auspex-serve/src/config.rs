@@ -354,7 +354,7 @@ mod tests {
     fn the_shipped_example_is_valid() {
         let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../..");
         let c = ServeConfig::load(
-            Some(&root.join("deploy/auspex.example.toml")),
+            Some(&root.join("deploy/kubernetes/base/auspex.toml")),
             Vec::new(),
             &[],
         )

@@ -1,8 +1,10 @@
-//! deploy/'s Prometheus rules for auspex itself, its Grafana dashboards and the Alertmanager
-//! routing example, checked with the real tools (`promtool`, `amtool`; `.ci/install` installs
-//! them): the rules load and their unit tests (deploy/prometheus/auspex-rules.test.yml) pass,
-//! every dashboard query is valid PromQL, rules and dashboards name only metrics auspex
-//! exports, and every prediction kind and service alert reaches its receiver.
+//! deploy/'s Kustomize base and overlay, Prometheus rules for auspex itself, its Grafana
+//! dashboards and the Alertmanager routing example, checked with the real tools
+//! (`kubectl kustomize`, `promtool`, `amtool`; `.ci/install` installs what is missing): the
+//! overlay renders objects that fit together and the config they ship; the rules load and
+//! their unit tests (deploy/prometheus/auspex-rules.test.yml) pass; every dashboard query is
+//! valid PromQL; rules and dashboards name only metrics auspex exports; every prediction kind
+//! and service alert reaches its receiver.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -209,4 +211,166 @@ fn the_alertmanager_example_routes_every_prediction_and_service_alert() {
         let got = receiver(&[format!("alertname={a}"), format!("severity={severity}")]);
         assert_eq!(got, want, "{a}");
     }
+}
+
+/// The documents `kubectl kustomize dir` renders.
+fn kustomize(dir: &std::path::Path) -> Vec<serde_yaml::Value> {
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .expect("kubectl runs (it carries kustomize)");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("YAML"))
+        .collect()
+}
+
+/// `v` at a `/`-separated path of keys and indices.
+fn at<'a>(v: &'a serde_yaml::Value, path: &str) -> &'a serde_yaml::Value {
+    path.split('/').fold(v, |v, k| match k.parse::<usize>() {
+        Ok(i) => &v[i],
+        Err(_) => &v[k],
+    })
+}
+
+fn s<'a>(v: &'a serde_yaml::Value, path: &str) -> &'a str {
+    at(v, path)
+        .as_str()
+        .unwrap_or_else(|| panic!("{path}: not a string in {v:?}"))
+}
+
+/// The production overlay renders every object serve needs, and they agree with each other and
+/// with the configuration they ship: the config loads as serve loads it, the probes hit the
+/// port it listens on, the files it names are mounted, the grace period covers its drain, and
+/// the Service, PodDisruptionBudget and ServiceMonitor select what the Deployment runs.
+#[test]
+fn the_kustomize_overlay_renders_a_serve_deployment_that_fits_its_config() {
+    let docs = kustomize(&deploy().join("kubernetes/overlays/prod"));
+    let kind = |k: &str| {
+        let found: Vec<_> = docs.iter().filter(|d| s(d, "kind") == k).collect();
+        assert_eq!(found.len(), 1, "one {k} in {docs:?}");
+        found[0]
+    };
+    for d in &docs {
+        assert_eq!(s(d, "metadata/namespace"), "auspex", "{d:?}");
+    }
+    // The shipped configuration, as serve would load it from the ConfigMap.
+    let cm = kind("ConfigMap");
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("auspex.toml");
+    std::fs::write(&file, s(cm, "data/auspex.toml")).unwrap();
+    let cfg = auspex_serve::config::ServeConfig::load(Some(&file), Vec::new(), &[])
+        .unwrap_or_else(|e| panic!("the ConfigMap's auspex.toml: {e:#}"));
+    let port: u64 = cfg.http.listen.rsplit(':').next().unwrap().parse().unwrap();
+
+    let dep = kind("Deployment");
+    assert_eq!(at(dep, "spec/replicas").as_u64(), Some(6));
+    let pod = at(dep, "spec/template");
+    let c = at(pod, "spec/containers/0");
+    assert_eq!(s(c, "image"), "registry.example.com/auspex:0.1.0");
+    assert_eq!(at(c, "ports/0/containerPort").as_u64(), Some(port));
+    assert_eq!(s(c, "ports/0/name"), "http");
+    for (probe, path) in [
+        ("readinessProbe", "/readyz"),
+        ("livenessProbe", "/healthz"),
+        ("startupProbe", "/healthz"),
+    ] {
+        assert_eq!(s(c, &format!("{probe}/httpGet/path")), path);
+        assert_eq!(s(c, &format!("{probe}/httpGet/port")), "http");
+    }
+    // Every file the config names lies under a mount; the config itself under the ConfigMap's.
+    let mounts: Vec<(&str, &str)> = at(c, "volumeMounts")
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|m| (s(m, "name"), s(m, "mountPath")))
+        .collect();
+    let volume = |name: &str| {
+        at(pod, "spec/volumes")
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|v| s(v, "name") == name)
+            .unwrap_or_else(|| panic!("no volume {name}"))
+    };
+    let mounted = |path: &str| {
+        mounts
+            .iter()
+            .find(|(_, m)| path.starts_with(&format!("{m}/")))
+            .map(|(n, _)| *n)
+            .unwrap_or_else(|| panic!("{path} is on no mount: {mounts:?}"))
+    };
+    let args: Vec<&str> = at(c, "args")
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let config_path = args[args.iter().position(|a| *a == "--config").unwrap() + 1];
+    assert!(config_path.ends_with("/auspex.toml"), "{config_path}");
+    let config_volume = volume(mounted(config_path));
+    assert_eq!(
+        s(config_volume, "configMap/name"),
+        s(cm, "metadata/name"),
+        "the config volume is the rendered ConfigMap"
+    );
+    let token = cfg.http.bearer_token_file.as_ref().expect("a token file");
+    assert!(at(volume(mounted(token.to_str().unwrap())), "secret").is_mapping());
+    let ca = &cfg.kafka.properties["ssl.ca.location"];
+    assert!(at(volume(mounted(ca)), "secret").is_mapping());
+    // The SASL password comes from a Secret, under the name serve reads it by.
+    let env = at(c, "env").as_sequence().unwrap();
+    assert!(
+        env.iter().any(
+            |e| s(e, "name") == "AUSPEX__KAFKA__PROPERTIES__SASL_PASSWORD"
+                && at(e, "valueFrom/secretKeyRef").is_mapping()
+        ),
+        "{env:?}"
+    );
+    // SIGTERM: about 1.25 x drain_timeout_ms + 12 s (auspex.toml's comment) fit the grace.
+    let grace = at(pod, "spec/terminationGracePeriodSeconds")
+        .as_u64()
+        .unwrap();
+    assert!(
+        grace * 1000 >= cfg.kafka.drain_timeout_ms * 5 / 4 + 12_000,
+        "grace {grace} s for drain_timeout_ms {}",
+        cfg.kafka.drain_timeout_ms
+    );
+    // Selectors: Service, PDB and the Deployment pick the pods; the ServiceMonitor the Service.
+    let pod_labels = at(pod, "metadata/labels").as_mapping().unwrap();
+    let selects = |selector: &serde_yaml::Value, labels: &serde_yaml::Mapping| {
+        let sel = selector.as_mapping().expect("a selector");
+        !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+    };
+    assert!(selects(at(dep, "spec/selector/matchLabels"), pod_labels));
+    let svc = kind("Service");
+    assert!(selects(at(svc, "spec/selector"), pod_labels));
+    assert_eq!(s(svc, "spec/ports/0/targetPort"), "http");
+    assert!(selects(
+        at(kind("PodDisruptionBudget"), "spec/selector/matchLabels"),
+        pod_labels
+    ));
+    let sm = kind("ServiceMonitor");
+    let svc_labels = at(svc, "metadata/labels").as_mapping().unwrap();
+    assert!(selects(at(sm, "spec/selector/matchLabels"), svc_labels));
+    assert_eq!(s(sm, "spec/endpoints/0/port"), "http");
+    assert_eq!(s(sm, "spec/endpoints/0/path"), "/metrics");
+    // The job label the rules expect (`up{job="auspex"}`).
+    let job_label = s(sm, "spec/jobLabel");
+    assert_eq!(
+        svc_labels.get(job_label).and_then(|v| v.as_str()),
+        Some("auspex")
+    );
+    // serve needs no Kubernetes API: no token in the pod.
+    assert_eq!(
+        at(pod, "spec/automountServiceAccountToken").as_bool(),
+        Some(false)
+    );
 }
