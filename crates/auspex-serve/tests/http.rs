@@ -65,6 +65,15 @@ impl Server {
         json(self.client.get(self.url(path)).send().await.unwrap()).await
     }
 
+    /// `POST /v1/model/reload`: the bundle at `path`, or with no body the configured one.
+    async fn reload(&self, path: Option<&Path>) -> (StatusCode, Value) {
+        let body = path.map_or_else(Vec::new, |p| {
+            serde_json::to_vec(&serde_json::json!({ "path": p })).unwrap()
+        });
+        self.post("/v1/model/reload", "application/json", body)
+            .await
+    }
+
     async fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
         let resp = self
             .client
@@ -523,9 +532,7 @@ async fn statistical_instance() {
         "body_limit_bytes",
     );
     assert_error(
-        &server
-            .post("/v1/model/reload", "application/json", Vec::new())
-            .await,
+        &server.reload(None).await,
         StatusCode::CONFLICT,
         "statistical scorer",
     );
@@ -588,13 +595,7 @@ async fn bundle_instance() {
     }
 
     // Reloads: a missing bundle and a corrupted copy are refused; the served model stays.
-    let missing = server
-        .post(
-            "/v1/model/reload",
-            "application/json",
-            br#"{"path": "/nonexistent/bundle"}"#.to_vec(),
-        )
-        .await;
+    let missing = server.reload(Some(Path::new("/nonexistent/bundle"))).await;
     assert_error(
         &missing,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -610,13 +611,7 @@ async fn bundle_instance() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x5a;
     std::fs::write(&victim, bytes).unwrap();
-    let refused = server
-        .post(
-            "/v1/model/reload",
-            "application/json",
-            serde_json::to_vec(&serde_json::json!({ "path": corrupt })).unwrap(),
-        )
-        .await;
+    let refused = server.reload(Some(&corrupt)).await;
     assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "SHA-256");
     assert!(refused.1["reason"].as_str().unwrap().contains("lstm.bin"));
     assert_eq!(shared.engine().model_version(), version);
@@ -635,19 +630,11 @@ async fn bundle_instance() {
     // A good copy, then the configured bundle again (no body).
     let good = tmp.path().join("good");
     copy_dir(&fixture, &good);
-    let (status, swapped) = server
-        .post(
-            "/v1/model/reload",
-            "application/json",
-            serde_json::to_vec(&serde_json::json!({ "path": good })).unwrap(),
-        )
-        .await;
+    let (status, swapped) = server.reload(Some(&good)).await;
     assert_eq!(status, StatusCode::OK, "{swapped}");
     assert_eq!(swapped["previous"], version.as_str());
     assert_eq!(swapped["version"], version.as_str());
-    let (status, again) = server
-        .post("/v1/model/reload", "application/json", Vec::new())
-        .await;
+    let (status, again) = server.reload(None).await;
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(shared.reloads.load(Ordering::Relaxed), 2);
 
@@ -662,24 +649,12 @@ async fn bundle_instance() {
     assert_eq!(in_force(&shared), fixture_thresholds);
     let changed = [0.11, 0.22, 0.33, 0.44];
     let other = bundle_with_thresholds(&tmp.path().join("other"), changed);
-    let (status, swapped) = server
-        .post(
-            "/v1/model/reload",
-            "application/json",
-            serde_json::to_vec(&serde_json::json!({ "path": other })).unwrap(),
-        )
-        .await;
+    let (status, swapped) = server.reload(Some(&other)).await;
     assert_eq!(status, StatusCode::OK, "{swapped}");
     assert_ne!(swapped["version"], version.as_str(), "{swapped}");
     assert_eq!(answered_thresholds(&swapped), changed);
     assert_eq!(in_force(&shared), changed);
-    let (status, back) = server
-        .post(
-            "/v1/model/reload",
-            "application/json",
-            serde_json::to_vec(&serde_json::json!({ "path": fixture })).unwrap(),
-        )
-        .await;
+    let (status, back) = server.reload(Some(&fixture)).await;
     assert_eq!(status, StatusCode::OK, "{back}");
     assert_eq!(back["version"], version.as_str());
     assert_eq!(answered_thresholds(&back), fixture_thresholds);
@@ -751,9 +726,7 @@ async fn bundle_instance() {
     )
     .await;
     assert_error(
-        &hasty
-            .post("/v1/model/reload", "application/json", Vec::new())
-            .await,
+        &hasty.reload(None).await,
         StatusCode::SERVICE_UNAVAILABLE,
         "request_timeout_ms",
     );
@@ -817,7 +790,6 @@ async fn configured_thresholds_survive_reload() {
         .iter()
         .position(|k| *k == AnomalyKind::MemoryExhaustion)
         .unwrap();
-    let body = serde_json::to_vec(&serde_json::json!({ "path": other })).unwrap();
 
     let kept = configured.clone();
     let shared =
@@ -828,9 +800,7 @@ async fn configured_thresholds_survive_reload() {
     expected[memory] = 0.9;
     assert_eq!(in_force(&shared), expected);
     let server = Server::start(Arc::clone(&shared), None, HttpConfig::default()).await;
-    let (status, swapped) = server
-        .post("/v1/model/reload", "application/json", body.clone())
-        .await;
+    let (status, swapped) = server.reload(Some(&other)).await;
     assert_eq!(status, StatusCode::OK, "{swapped}");
     assert_eq!(answered_thresholds(&swapped), expected);
     assert_eq!(in_force(&shared), expected);
@@ -845,9 +815,7 @@ async fn configured_thresholds_survive_reload() {
         .unwrap();
     assert_eq!(in_force(&shared)[memory], 0.9);
     let server = Server::start(Arc::clone(&shared), None, HttpConfig::default()).await;
-    let (status, swapped) = server
-        .post("/v1/model/reload", "application/json", body)
-        .await;
+    let (status, swapped) = server.reload(Some(&other)).await;
     assert_eq!(status, StatusCode::OK, "{swapped}");
     let mut expected = changed.to_vec();
     expected[memory] = 0.9;
