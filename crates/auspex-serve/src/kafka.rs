@@ -309,6 +309,8 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<Partition> {
 struct Lane {
     assigned_at: Instant,
     last_message: Option<Instant>,
+    /// The offset after the last message read from this partition.
+    next_offset: Option<i64>,
     newest_ts: Option<TimestampMs>,
     /// Not started: the first message decides whether to rebuild.
     started: bool,
@@ -325,6 +327,7 @@ impl Lane {
         Lane {
             assigned_at: Instant::now(),
             last_message: None,
+            next_offset: None,
             newest_ts: None,
             started: false,
             replay_until: None,
@@ -355,6 +358,8 @@ struct Loop<'a> {
     paused: bool,
     last_any_message: Instant,
     flushed_since_last_message: bool,
+    /// How many partitions were behind when the loop last went quiet (logged once).
+    quiet_but_behind: Option<usize>,
     watermark: Option<TimestampMs>,
     stats: KafkaStats,
     alerts: Vec<Alert>,
@@ -458,6 +463,7 @@ pub fn run(shared: &Shared, cfg: &KafkaConfig, stop: Arc<AtomicBool>) -> Result<
         paused: false,
         last_any_message: Instant::now(),
         flushed_since_last_message: true,
+        quiet_but_behind: None,
         watermark: None,
         stats: KafkaStats::default(),
         alerts: Vec::new(),
@@ -487,6 +493,26 @@ pub fn run(shared: &Shared, cfg: &KafkaConfig, stop: Arc<AtomicBool>) -> Result<
     }
     l.drain();
     Ok(l.stats)
+}
+
+/// The partition's high watermark as of librdkafka's last fetch response: no request to the
+/// broker, so it answers at once while the broker is unreachable (`None` until a fetch told).
+fn cached_high_watermark(consumer: &BaseConsumer<ConsumerCtx>, p: &Partition) -> Option<i64> {
+    let topic = std::ffi::CString::new(p.0.as_str()).ok()?;
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the client handle is live for the borrow of `consumer`; librdkafka reads the
+    // NUL-terminated `topic` and writes the two integers, keeping none of the pointers.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            p.1,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
 }
 
 fn topology_consumer(cfg: &KafkaConfig, settings: &KafkaSettings) -> Result<BaseConsumer> {
@@ -604,6 +630,7 @@ impl Loop<'_> {
                 None => false,
             };
             lane.last_message = Some(read_at);
+            lane.next_offset = Some(offset + 1);
             let origin = Origin::Kafka {
                 topic: p.0.clone(),
                 partition: p.1,
@@ -655,18 +682,28 @@ impl Loop<'_> {
     fn watermark(&self) -> Option<TimestampMs> {
         let idle = Duration::from_millis(self.cfg.idle_partition_ms);
         let mut w: Option<TimestampMs> = None;
-        for lane in self.lanes.values() {
+        for (p, lane) in &self.lanes {
             let silent = match lane.last_message {
                 Some(at) => at.elapsed() > idle,
                 None => lane.assigned_at.elapsed() > idle,
             };
-            if silent {
+            // Silent means nothing written, not nothing read: a partition behind its high
+            // watermark (a fetch stalled, the broker away) still holds the watermark back.
+            if silent && self.behind(p, lane).is_none() {
                 continue;
             }
             let ts = lane.newest_ts?; // heard from recently but no timestamp yet: wait
             w = Some(w.map_or(ts, |w| w.min(ts)));
         }
         w
+    }
+
+    /// `(next offset, high watermark)` when the partition has messages written that it has
+    /// not read yet, as of librdkafka's last fetch response.
+    fn behind(&self, p: &Partition, lane: &Lane) -> Option<(i64, i64)> {
+        let next = lane.next_offset?;
+        let high = cached_high_watermark(&self.consumer, p)?;
+        (high > next).then_some((next, high))
     }
 
     /// The watermark reached `w`: applies the buffered records of the slots before its
@@ -1058,6 +1095,11 @@ impl Loop<'_> {
     }
 
     /// The stream went quiet: score its last slot.
+    ///
+    /// Quiet means the end of what was written, not that nothing arrives: while a partition
+    /// is behind its high watermark (the broker is unreachable, a fetch stalls), the slots it
+    /// has yet to deliver are not scored early, or its samples would come in after their
+    /// ticks and never be scored.
     fn idle_flush(&mut self) {
         if self.flushed_since_last_message
             || self.paused
@@ -1065,6 +1107,22 @@ impl Loop<'_> {
         {
             return;
         }
+        let behind: Vec<(i32, i64, i64)> = self
+            .lanes
+            .iter()
+            .filter_map(|(p, l)| self.behind(p, l).map(|(next, high)| (p.1, next, high)))
+            .collect();
+        if !behind.is_empty() {
+            if self.quiet_but_behind != Some(behind.len()) {
+                tracing::debug!(
+                    ?behind,
+                    "quiet, but partitions are behind their high watermark (partition, next, high): not the end of the stream"
+                );
+                self.quiet_but_behind = Some(behind.len());
+            }
+            return;
+        }
+        self.quiet_but_behind = None;
         self.flushed_since_last_message = true;
         let shared = self.shared;
         let mut engine = shared.engine();
@@ -1072,6 +1130,11 @@ impl Loop<'_> {
             return;
         };
         let w = newest + engine.tick_ms();
+        tracing::debug!(
+            watermark = w,
+            lanes = ?self.lanes.iter().map(|(p, l)| (p.1, l.newest_ts)).collect::<Vec<_>>(),
+            "the stream went quiet: scoring its last slot"
+        );
         self.release(&mut engine, Some(w), Instant::now());
         drop(engine);
         self.store_offsets();

@@ -574,7 +574,17 @@ fn interrupted(how: Interruption) -> (Vec<(String, i64)>, i64) {
     let group = format!("{how:?}").to_lowercase();
     let dir = tempfile::tempdir().unwrap();
     let logs = [dir.path().join("first.log"), dir.path().join("second.log")];
-    let mut first = spawn_serve(&broker.addr, &group, &logs[0], &[]);
+    // The broker's outage must not end the group session: the instance keeps its partitions
+    // and goes on from where it was, mid-stream, with no rebuild to paper over a lost slot.
+    let extra: &[&str] = if how == Interruption::Broker {
+        &[
+            "kafka.session_timeout_ms=30000",
+            "kafka.max_poll_interval_ms=60000",
+        ]
+    } else {
+        &[]
+    };
+    let mut first = spawn_serve(&broker.addr, &group, &logs[0], extra);
     read_topic(&broker, "alerts", Duration::from_secs(60), |g| {
         firing_count(g) >= 40
     });
