@@ -53,6 +53,17 @@ struct Probe {
     metrics: Option<IgnoredAny>,
 }
 
+/// A metric sample's fields, and whether the line also has a topology event's `"op"`: the
+/// one parse a well-formed sample line needs (samples are nearly every line of a stream).
+#[derive(serde::Deserialize)]
+struct SampleLine {
+    timestamp_ms: auspex_model::TimestampMs,
+    entity: auspex_model::Entity,
+    metrics: std::collections::BTreeMap<String, f64>,
+    #[serde(default)]
+    op: Option<IgnoredAny>,
+}
+
 /// Parses one line into a sample, a topology event, or a dead letter saying why not.
 ///
 /// A line with a `"metrics"` key is a sample, one with an `"op"` key a topology event; the
@@ -68,6 +79,21 @@ pub fn parse_line(line: &[u8], origin: Origin) -> Record {
     // Serde would read a struct from a JSON array too; only objects are events.
     if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return dead("invalid JSON: expected an object".into());
+    }
+    // Fast path: a well-formed sample in one parse. Anything else takes the probe below, so
+    // the reasons given are the same either way.
+    if let Ok(l) = serde_json::from_slice::<SampleLine>(line)
+        && l.op.is_none()
+    {
+        let s = MetricSample {
+            timestamp_ms: l.timestamp_ms,
+            entity: l.entity,
+            metrics: l.metrics,
+        };
+        return match s.validate() {
+            Ok(()) => Record::Sample(s),
+            Err(e) => dead(format!("metric sample: {e}")),
+        };
     }
     let probe: Probe = match serde_json::from_slice(line) {
         Ok(p) => p,
