@@ -1,4 +1,6 @@
 //! Batched inference throughput per branch on the CPU (flex) backend, at batch 1024.
+//!
+//! `cargo bench -p auspex-nn --bench branches -- lstm`
 
 use std::hint::black_box;
 
@@ -33,8 +35,12 @@ fn branches(c: &mut Criterion) {
 
     let seq = Sequences::new(BATCH, T, M, values(BATCH * T * M)).unwrap();
     let lstm = LstmModel::init(LstmConfig::new(M), cpu, 1).unwrap();
+    // Serving's path on the CPU (plain loops), and the same windows through burn.
     g.bench_function("lstm_window32", |b| {
         b.iter(|| black_box(lstm.predict_batched(&seq, BATCH).unwrap()))
+    });
+    g.bench_function("lstm_window32_burn", |b| {
+        b.iter(|| black_box(lstm.predict_batched_burn(&seq, BATCH).unwrap()))
     });
     let step = values(BATCH * M);
     let (_, state) = lstm.step(&step, None).unwrap();

@@ -23,6 +23,7 @@ mod gnn;
 mod init;
 mod loss;
 mod lstm;
+mod lstm_cpu;
 mod metrics;
 mod mlp;
 mod persist;

@@ -516,3 +516,52 @@ fn class_weights_lift_recall_on_rare_positives() {
     assert!(r_w >= 0.6, "weighted recall {r_w}");
     assert!(r_u <= 0.3, "unweighted recall {r_u}");
 }
+
+/// The CPU kernel scores windows as burn does, on trained weights (larger than initial ones,
+/// so gates saturate) and inputs with masked (zero) channels and large values.
+#[test]
+fn lstm_cpu_kernel_gives_burns_probabilities() {
+    let t = 16;
+    let (xt, yt) = trend_set(512, t, 21);
+    let (xv, yv) = trend_set(128, t, 22);
+    let (mut xs, _) = trend_set(300, t, 23);
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    for (i, v) in xs.x.iter_mut().enumerate() {
+        if i % 7 == 0 {
+            *v = 0.0;
+        } else if i % 11 == 0 {
+            *v = 8.0 * normal(&mut rng);
+        }
+    }
+    let (model, _) = fit_lstm(
+        &LstmConfig::new(2).with_hidden(24),
+        &seq_train_config(),
+        Labeled {
+            x: &xt,
+            labels: &yt,
+        },
+        Labeled {
+            x: &xv,
+            labels: &yv,
+        },
+        CPU,
+        None,
+    )
+    .unwrap();
+    let fast = model.predict(&xs).unwrap();
+    let burn = model.predict_batched_burn(&xs, 128).unwrap();
+    assert_eq!(fast.len(), burn.len());
+    let worst = fast
+        .iter()
+        .zip(&burn)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-5, "largest difference {worst}");
+    let (lo, hi) = fast
+        .iter()
+        .fold((1.0f32, 0.0f32), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    assert!(
+        hi - lo > 0.5,
+        "trained probabilities spread only {lo}..{hi}"
+    );
+}
