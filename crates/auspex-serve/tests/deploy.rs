@@ -86,23 +86,16 @@ fn the_rules_name_only_metrics_auspex_exports() {
 }
 
 /// Every dashboard parses, every panel has a query, every query is valid PromQL (promtool
-/// parses them as recording rules, Grafana's `$__rate_interval` set to 5m) and names only
-/// metrics auspex exports; between them the dashboards use most of what auspex exports.
+/// parses them as recording rules, Grafana's `$__rate_interval` set to 5m, template variables
+/// to `.*`) and names only metrics auspex exports; between them the dashboards show all of it.
 #[test]
 fn the_dashboards_query_what_auspex_exports() {
-    let dir = deploy().join("grafana");
     let mut used = std::collections::BTreeSet::new();
-    let mut dashboards = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        dashboards += 1;
-        let name = path.display().to_string();
-        let dash: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let all = dashboards();
+    let uids: std::collections::BTreeSet<&str> =
+        all.iter().filter_map(|(_, d)| d["uid"].as_str()).collect();
+    assert_eq!(uids.len(), all.len(), "dashboard uids are unique");
+    for (name, dash) in &all {
         assert!(
             dash["uid"].is_string() && dash["title"].is_string(),
             "{name}"
@@ -110,24 +103,28 @@ fn the_dashboards_query_what_auspex_exports() {
         let panels = dash["panels"].as_array().expect("panels");
         assert!(!panels.is_empty(), "{name}");
         let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
-        for (i, p) in panels.iter().enumerate() {
+        for p in panels {
             let targets = p["targets"].as_array().map(Vec::as_slice).unwrap_or(&[]);
             assert!(
                 !targets.is_empty(),
                 "{name}: panel {:?} has no query",
                 p["title"]
             );
-            for (j, t) in targets.iter().enumerate() {
-                let expr = t["expr"].as_str().expect("a PromQL expr");
-                let named = metric_names(expr);
-                assert!(!named.is_empty(), "{name}: {expr}");
-                assert_exported(&named, &name);
-                used.extend(named);
-                let expr = expr.replace("$__rate_interval", "5m");
-                rules.push_str(&format!(
-                    "      - record: dashboard:panel{i}_{j}\n        expr: {}\n",
-                    serde_json::to_string(&expr).unwrap()
-                ));
+        }
+        for (i, q) in queries(dash, "5m").iter().enumerate() {
+            let named = metric_names(&q.raw);
+            assert!(!named.is_empty(), "{name}: {}", q.raw);
+            assert_exported(&named, name);
+            used.extend(named);
+            rules.push_str(&format!(
+                "      - record: dashboard:query{i}\n        expr: {}\n",
+                serde_json::to_string(&q.expr).unwrap()
+            ));
+        }
+        // Template variables (`label_values(metric, label)`) name exported metrics too.
+        for v in dash["templating"]["list"].as_array().into_iter().flatten() {
+            if let Some(def) = v["definition"].as_str() {
+                assert_exported(&metric_names(def), name);
             }
         }
         let tmp = tempfile::tempdir().unwrap();
@@ -138,7 +135,7 @@ fn the_dashboards_query_what_auspex_exports() {
             &tmp.path().to_path_buf(),
         );
     }
-    assert!(dashboards >= 1, "no dashboard in {}", dir.display());
+    assert!(all.len() >= 2, "the service and predictions dashboards");
     let base: std::collections::BTreeSet<&str> = used
         .iter()
         .map(|n| n.strip_suffix("_bucket").unwrap_or(n))
@@ -148,6 +145,65 @@ fn the_dashboards_query_what_auspex_exports() {
         .filter(|m| !base.contains(**m))
         .collect();
     assert!(missing.is_empty(), "no dashboard shows {missing:?}");
+}
+
+/// One panel query, as Grafana would send it.
+struct Query {
+    panel: String,
+    /// As written in the dashboard.
+    raw: String,
+    /// With Grafana's variables substituted: `$__rate_interval` by `rate_interval`, the
+    /// interval variables by fixed values, every template variable by `.*` (what "All" sends).
+    expr: String,
+}
+
+/// Every panel query of a dashboard, variables substituted.
+fn queries(dash: &serde_json::Value, rate_interval: &str) -> Vec<Query> {
+    let vars: Vec<&str> = dash["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["type"] != "datasource")
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    let mut out = Vec::new();
+    for p in dash["panels"].as_array().expect("panels") {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let raw = t["expr"].as_str().expect("a PromQL expr").to_string();
+            let mut expr = raw
+                .replace("$__rate_interval", rate_interval)
+                .replace("$__interval", "15s")
+                .replace("$__range", "1h");
+            for v in &vars {
+                for form in [format!("${{{v}}}"), format!("[[{v}]]"), format!("${v}")] {
+                    expr = expr.replace(&form, ".*");
+                }
+            }
+            assert!(!expr.contains('$'), "a variable left in {raw}");
+            out.push(Query {
+                panel: p["title"].as_str().unwrap_or_default().to_string(),
+                raw,
+                expr,
+            });
+        }
+    }
+    out
+}
+
+/// The dashboards under deploy/grafana, by file name.
+fn dashboards() -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(deploy().join("grafana")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let dash = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            out.push((name, dash));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 /// `amtool config routes test` for one label set: the receiver it reaches.
