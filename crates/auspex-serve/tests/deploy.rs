@@ -1,10 +1,11 @@
 //! deploy/'s Kustomize base and overlay, Prometheus rules for auspex itself, its Grafana
 //! dashboards and the Alertmanager routing example, checked with the real tools
-//! (`kubectl kustomize`, `promtool`, `amtool`; `.ci/install` installs what is missing): the
-//! overlay renders objects that fit together and the config they ship; the rules load and
-//! their unit tests (deploy/prometheus/auspex-rules.test.yml) pass; every dashboard query is
-//! valid PromQL; rules and dashboards name only metrics auspex exports; every prediction kind
-//! and service alert reaches its receiver.
+//! (`kubectl kustomize`, `kubernetes-validate`, `promtool`, `amtool`;
+//! `.ci/install` installs what is missing): the overlay renders objects that fit together and
+//! the config they ship, and every rendered object validates against the Kubernetes 1.32 schemas
+//! (strict); the rules load and their unit tests (deploy/prometheus/auspex-rules.test.yml)
+//! pass; every dashboard query is valid PromQL; rules and dashboards name only metrics auspex
+//! exports; every prediction kind and service alert reaches its receiver.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -429,4 +430,162 @@ fn the_kustomize_overlay_renders_a_serve_deployment_that_fits_its_config() {
         at(pod, "spec/automountServiceAccountToken").as_bool(),
         Some(false)
     );
+}
+
+/// The Kubernetes version the rendered objects are validated for (kubectl 1.32 renders them;
+/// kubernetes-validate ships schemas 1.32 to 1.37).
+const KUBERNETES: &str = "1.32.0";
+
+/// Properties of a ServiceMonitor's `spec` and of one of its `endpoints`, from the
+/// prometheus-operator CRD (monitoring.coreos.com_servicemonitors.yaml, operator v0.84.1):
+/// the ServiceMonitor has no schema in kubernetes-validate, so its shape is checked here.
+const SERVICE_MONITOR_SPEC: [&str; 22] = [
+    "attachMetadata",
+    "bodySizeLimit",
+    "convertClassicHistogramsToNHCB",
+    "endpoints",
+    "fallbackScrapeProtocol",
+    "jobLabel",
+    "keepDroppedTargets",
+    "labelLimit",
+    "labelNameLengthLimit",
+    "labelValueLengthLimit",
+    "namespaceSelector",
+    "nativeHistogramBucketLimit",
+    "nativeHistogramMinBucketFactor",
+    "podTargetLabels",
+    "sampleLimit",
+    "scrapeClass",
+    "scrapeClassicHistograms",
+    "scrapeProtocols",
+    "selector",
+    "selectorMechanism",
+    "targetLabels",
+    "targetLimit",
+];
+const SERVICE_MONITOR_ENDPOINT: [&str; 25] = [
+    "authorization",
+    "basicAuth",
+    "bearerTokenFile",
+    "bearerTokenSecret",
+    "enableHttp2",
+    "filterRunning",
+    "followRedirects",
+    "honorLabels",
+    "honorTimestamps",
+    "interval",
+    "metricRelabelings",
+    "noProxy",
+    "oauth2",
+    "params",
+    "path",
+    "port",
+    "proxyConnectHeader",
+    "proxyFromEnvironment",
+    "proxyUrl",
+    "relabelings",
+    "scheme",
+    "scrapeTimeout",
+    "targetPort",
+    "tlsConfig",
+    "trackTimestampsStaleness",
+];
+
+/// The keys of a mapping that `allowed` lacks.
+fn unknown_keys(v: &serde_yaml::Value, allowed: &[&str]) -> Vec<String> {
+    v.as_mapping()
+        .expect("a mapping")
+        .keys()
+        .map(|k| k.as_str().expect("a string key").to_string())
+        .filter(|k| !allowed.contains(&k.as_str()))
+        .collect()
+}
+
+/// The ServiceMonitor as the CRD would admit it: required fields present, no field the CRD
+/// lacks, a Prometheus duration for the interval.
+fn check_service_monitor(sm: &serde_yaml::Value) {
+    assert_eq!(s(sm, "apiVersion"), "monitoring.coreos.com/v1");
+    let unknown = unknown_keys(sm, &["apiVersion", "kind", "metadata", "spec"]);
+    assert!(unknown.is_empty(), "ServiceMonitor: {unknown:?}");
+    assert!(!s(sm, "metadata/name").is_empty());
+    let spec = at(sm, "spec");
+    let unknown = unknown_keys(spec, &SERVICE_MONITOR_SPEC);
+    assert!(unknown.is_empty(), "ServiceMonitor spec: {unknown:?}");
+    // Required by the CRD: selector and endpoints.
+    assert!(at(spec, "selector").is_mapping(), "{spec:?}");
+    let unknown = unknown_keys(at(spec, "selector"), &["matchLabels", "matchExpressions"]);
+    assert!(unknown.is_empty(), "ServiceMonitor selector: {unknown:?}");
+    let endpoints = at(spec, "endpoints").as_sequence().expect("endpoints");
+    assert!(!endpoints.is_empty());
+    for e in endpoints {
+        let unknown = unknown_keys(e, &SERVICE_MONITOR_ENDPOINT);
+        assert!(unknown.is_empty(), "ServiceMonitor endpoint: {unknown:?}");
+        if let Some(i) = e.get("interval") {
+            let i = i.as_str().expect("interval is a string");
+            let digits = i.trim_end_matches(['s', 'm', 'h']);
+            assert!(
+                !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()),
+                "interval {i:?} is not a Prometheus duration"
+            );
+        }
+    }
+}
+
+/// Every object the base and the production overlay render validates against the Kubernetes
+/// schemas with unknown fields rejected (`kubernetes-validate --strict`); the ServiceMonitor,
+/// a CRD those schemas lack, against the CRD's fields.
+#[test]
+fn every_rendered_object_validates_against_the_kubernetes_schemas() {
+    for dir in ["kubernetes/base", "kubernetes/overlays/prod"] {
+        let docs = kustomize(&deploy().join(dir));
+        let tmp = tempfile::tempdir().unwrap();
+        let mut core = Vec::new();
+        let mut monitors = 0;
+        for d in &docs {
+            if s(d, "kind") == "ServiceMonitor" {
+                check_service_monitor(d);
+                monitors += 1;
+            } else {
+                core.push(serde_yaml::to_string(d).unwrap());
+            }
+        }
+        assert_eq!(monitors, 1, "{dir}");
+        assert!(core.len() >= 5, "{dir}: {} objects", core.len());
+        std::fs::write(tmp.path().join("rendered.yaml"), core.join("---\n")).unwrap();
+        let out = run(
+            "kubernetes-validate",
+            &["--strict", "-k", KUBERNETES, "rendered.yaml"],
+            &tmp.path().to_path_buf(),
+        );
+        // One "passed" line per object: none skipped for want of a schema.
+        let passed = out.lines().filter(|l| l.contains(" passed for ")).count();
+        assert_eq!(passed, core.len(), "{dir}:\n{out}");
+        assert!(!out.contains("WARN"), "{dir}:\n{out}");
+    }
+}
+
+/// The validator rejects what it should: an unknown field in a pod spec fails `--strict`.
+#[test]
+fn the_schema_check_rejects_an_unknown_field() {
+    let docs = kustomize(&deploy().join("kubernetes/overlays/prod"));
+    let mut dep = docs
+        .into_iter()
+        .find(|d| s(d, "kind") == "Deployment")
+        .expect("a Deployment");
+    dep["spec"]["template"]["spec"]["automountServiceAcountToken"] = false.into();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("bad.yaml"),
+        serde_yaml::to_string(&dep).unwrap(),
+    )
+    .unwrap();
+    let out = Command::new("kubernetes-validate")
+        .args(["--strict", "-k", KUBERNETES, "bad.yaml"])
+        .current_dir(tmp.path())
+        .output()
+        .expect("kubernetes-validate runs (`.ci/install` installs it)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("automountServiceAcountToken"), "{text}");
 }
