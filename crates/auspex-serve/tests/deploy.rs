@@ -1,11 +1,12 @@
 //! deploy/'s Kustomize base and overlay, Prometheus rules for auspex itself, its Grafana
 //! dashboards and the Alertmanager routing example, checked with the real tools
-//! (`kubectl kustomize`, `kubernetes-validate`, `promtool`, `amtool`;
+//! (`kubectl kustomize`, `kubernetes-validate`, `promtool`, `prometheus`, `amtool`;
 //! `.ci/install` installs what is missing): the overlay renders objects that fit together and
 //! the config they ship, and every rendered object validates against the Kubernetes 1.32 schemas
 //! (strict); the rules load and their unit tests (deploy/prometheus/auspex-rules.test.yml)
 //! pass; every dashboard query is valid PromQL; rules and dashboards name only metrics auspex
-//! exports; every prediction kind and service alert reaches its receiver.
+//! exports; a real Prometheus scraping a live `/metrics` answers every dashboard query and
+//! evaluates the rules; every prediction kind and service alert reaches its receiver.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -588,4 +589,310 @@ fn the_schema_check_rejects_an_unknown_field() {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("automountServiceAcountToken"), "{text}");
+}
+
+// --- a live Prometheus scraping a live /metrics ---
+
+mod live {
+    use std::net::TcpListener;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use auspex_ingest::simulator::SimulatorSource;
+    use auspex_ingest::{NdjsonSink, Paced, Pacing};
+    use auspex_nn::NnDevice;
+    use auspex_serve::http::{self, HttpConfig};
+    use auspex_serve::{Engine, EngineConfig, Shared, model, pipeline};
+    use auspex_sim::{FaultKind, ScheduledFault, SimConfig};
+    use serde_json::Value;
+
+    use super::{deploy, queries};
+
+    /// A free loopback port (bound, read, released).
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// A Prometheus process, killed (by its own id) when dropped.
+    struct Prometheus {
+        child: Child,
+        base: String,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Prometheus {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Prometheus {
+        /// Scrapes `target` every second as job `auspex` and evaluates deploy/'s rules.
+        async fn start(target: &str, client: &reqwest::Client) -> Prometheus {
+            let dir = tempfile::tempdir().unwrap();
+            let rules = deploy()
+                .join("prometheus/auspex-rules.yml")
+                .canonicalize()
+                .unwrap();
+            let config = format!(
+                "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
+                 rule_files: [ {rules:?} ]\n\
+                 scrape_configs:\n  - job_name: auspex\n    static_configs: [ {{ targets: ['{target}'] }} ]\n"
+            );
+            std::fs::write(dir.path().join("p.yml"), config).unwrap();
+            let port = free_port();
+            let child = Command::new("prometheus")
+                .arg(format!(
+                    "--config.file={}",
+                    dir.path().join("p.yml").display()
+                ))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
+                .spawn()
+                .expect("prometheus runs (`.ci/install` installs it)");
+            let p = Prometheus {
+                child,
+                base: format!("http://127.0.0.1:{port}"),
+                _dir: dir,
+            };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let ready = client.get(format!("{}/-/ready", p.base)).send().await;
+                if ready.is_ok_and(|r| r.status().is_success()) {
+                    return p;
+                }
+                assert!(Instant::now() < deadline, "prometheus not ready in 20 s");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+
+        async fn api(&self, client: &reqwest::Client, path: &str, query: &[(&str, &str)]) -> Value {
+            let resp = client
+                .get(format!("{}{path}", self.base))
+                .query(query)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            let body: Value = resp.json().await.unwrap();
+            assert!(status.is_success(), "{path} {query:?}: {status} {body}");
+            body
+        }
+
+        /// An instant query's result vector (asserting `status: success`).
+        async fn query(&self, client: &reqwest::Client, expr: &str) -> Vec<Value> {
+            let body = self.api(client, "/api/v1/query", &[("query", expr)]).await;
+            assert_eq!(body["status"], "success", "{expr}: {body}");
+            body["data"]["result"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        }
+    }
+
+    /// A small cluster for 40 minutes with a memory leak forced at minute 15, so alerts fire and
+    /// some still fire at the end.
+    fn sim() -> SimConfig {
+        SimConfig {
+            seed: 7,
+            duration_ms: 2_400_000,
+            nodes: 2,
+            services: 3,
+            replicas: 2,
+            rolling_deploys_per_hour: 0.0,
+            reschedules_per_hour: 0.0,
+            warmup_ms: 900_000,
+            faults: Some(vec![ScheduledFault::new(FaultKind::MemoryLeak, 900_000)]),
+            ..SimConfig::default()
+        }
+    }
+
+    /// serve's HTTP API (the embedded pipeline feeding the statistical scorer) on a free port,
+    /// scraped each second by a real Prometheus that also evaluates deploy/'s rules: every panel
+    /// query of every dashboard succeeds, the key panels (throughput, scoring time, alerts by
+    /// kind, and the predictions dashboard's) have data, and every rule evaluates healthy.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_live_prometheus_answers_every_dashboard_query_and_evaluates_the_rules() {
+        let started = Instant::now();
+        let mut config = EngineConfig::default();
+        let scorer = model::open(None, NnDevice::Cpu, &mut config, false).unwrap();
+        let shared = Arc::new(Shared::new(Engine::new(config, scorer).unwrap()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = listener.local_addr().unwrap().to_string();
+        let router = http::router(
+            Arc::clone(&shared),
+            http::install_recorder(),
+            None,
+            &HttpConfig::default(),
+        );
+        let (shut, shut_down) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(http::serve(listener, router, async move {
+            let _ = shut_down.await;
+        }));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let prom = Prometheus::start(&target, &client).await;
+        // Prometheus hands new targets to its scrapers about 5 s after start: feed once it scrapes.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while prom
+            .query(&client, "up{job=\"auspex\"} == 1")
+            .await
+            .is_empty()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "prometheus never scraped {target}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        // Event time at 300 x wall time, stopped as soon as an alert fires, so that it still fires
+        // while Prometheus scrapes (the leak's alert resolves before the 40 minutes are over).
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_feed = Arc::clone(&stop);
+        let feeder = Arc::clone(&shared);
+        let feed = std::thread::spawn(move || {
+            let mut source = Paced::new(
+                SimulatorSource::new(sim()).unwrap(),
+                Pacing::RealTime { speed: 300.0 },
+            )
+            .unwrap();
+            let mut alerts = NdjsonSink::new("alerts", Vec::<u8>::new());
+            let mut dead = NdjsonSink::new("dead letters", Vec::<u8>::new());
+            pipeline::run(
+                &feeder,
+                &mut source,
+                &mut alerts,
+                &mut dead,
+                Some(stop_feed),
+            )
+            .unwrap()
+        });
+        while !feed.is_finished() {
+            if !shared.engine().active_alerts().is_empty() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let counts = feed.join().unwrap();
+        let fed = started.elapsed();
+        let firing = shared.engine().active_alerts().len();
+        assert!(
+            counts.alerts_firing.values().sum::<u64>() > 0 && firing > 0,
+            "the run fires alerts and some still fire: {counts:?}"
+        );
+        // Three more scrapes and rule evaluations after the run.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+
+        let mut empty = Vec::new();
+        let mut asked = 0;
+        for (name, dash) in super::dashboards() {
+            for q in queries(&dash, "30s") {
+                asked += 1;
+                if prom.query(&client, &q.expr).await.is_empty() {
+                    empty.push(format!("{name}: {:?}: {}", q.panel, q.expr));
+                }
+            }
+        }
+        // Panels with nothing to show in this run: no Kafka (lag, pauses, partitions, offsets,
+        // producer, and the watermark and alert latency only the Kafka loop records), no Alertmanager sink, no
+        // reload, no dead letter, and no alert resolved yet.
+        let quiet = [
+            "auspex_consumer_lag_messages",
+            "auspex_consumer_paused",
+            "auspex_assigned_partitions",
+            "auspex_offsets_stored_total",
+            "auspex_producer_in_flight",
+            "auspex_alert_latency_seconds",
+            "auspex_watermark_seconds",
+            "auspex_alertmanager_",
+            "auspex_model_reloads_total",
+            "auspex_dead_letters_total",
+            "auspex_parse_errors_total",
+            "state=\"resolved\"",
+        ];
+        let unexpected: Vec<&String> = empty
+            .iter()
+            .filter(|e| !quiet.iter().any(|m| e.contains(m)))
+            .collect();
+        assert!(
+            unexpected.is_empty(),
+            "panels without data after a run that fired {firing} alerts:\n{unexpected:#?}"
+        );
+        // The key panels, named: throughput, scoring time, alerts by kind, top entities.
+        for expr in [
+            "sum by (instance) (rate(auspex_samples_total[30s]))",
+            "histogram_quantile(0.99, sum by (branch, le) (rate(auspex_score_duration_seconds_bucket[30s])))",
+            "sum by (kind, state) (increase(auspex_alerts_total[1h]))",
+            "auspex_alert_probability",
+            "sum by (kind, namespace) (auspex_alerts_firing)",
+            "auspex_alert_lead_time_seconds_count",
+        ] {
+            assert!(
+                !prom.query(&client, expr).await.is_empty(),
+                "{expr}: no data"
+            );
+        }
+        // Throughput was seen moving, not only the final counter.
+        let peak = prom
+            .query(
+                &client,
+                "max_over_time(sum(rate(auspex_samples_total[5s]))[1m:1s])",
+            )
+            .await;
+        let peak: f64 = peak[0]["value"][1].as_str().unwrap().parse().unwrap();
+        assert!(peak > 0.0, "samples/s seen by Prometheus: {peak}");
+        // What Prometheus holds of the top-entities family equals what serve fires.
+        let shown = prom.query(&client, "auspex_alert_probability").await.len();
+        assert_eq!(shown, firing.min(HttpConfig::default().metrics_top_alerts));
+
+        // The rules, loaded through `rule_files`, evaluate without error.
+        let rules = prom.api(&client, "/api/v1/rules", &[]).await;
+        let mut evaluated = 0;
+        for g in rules["data"]["groups"].as_array().unwrap() {
+            for r in g["rules"].as_array().unwrap() {
+                assert_eq!(r["health"], "ok", "{r}");
+                assert!(
+                    !r["lastEvaluation"]
+                        .as_str()
+                        .unwrap_or("0001")
+                        .starts_with("0001"),
+                    "never evaluated: {r}"
+                );
+                evaluated += 1;
+            }
+        }
+        assert_eq!(evaluated, 8, "{rules}");
+        // The rules see a healthy instance: none of the service alerts fires.
+        let alerts = prom.api(&client, "/api/v1/alerts", &[]).await;
+        let firing_rules: Vec<&Value> = alerts["data"]["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["state"] == "firing")
+            .collect();
+        assert!(firing_rules.is_empty(), "{firing_rules:?}");
+
+        shut.send(()).unwrap();
+        server.await.unwrap().unwrap();
+        eprintln!(
+            "live check: {asked} dashboard queries, fed in {:.1} s, {:.1} s in all",
+            fed.as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        );
+    }
 }
