@@ -67,6 +67,10 @@ pub struct HttpConfig {
     pub body_limit_bytes: usize,
     /// Longest a request may take, in milliseconds, before it is answered 503.
     pub request_timeout_ms: u64,
+    /// Most namespaces `auspex_alerts_firing` names; the rest are summed under `(other)`.
+    pub metrics_namespaces: usize,
+    /// Most firing alerts `auspex_alert_probability` shows (the most probable); 0: none.
+    pub metrics_top_alerts: usize,
 }
 
 impl Default for HttpConfig {
@@ -77,6 +81,8 @@ impl Default for HttpConfig {
             bearer_token_file: None,
             body_limit_bytes: 1 << 20,
             request_timeout_ms: 10_000,
+            metrics_namespaces: 50,
+            metrics_top_alerts: 50,
         }
     }
 }
@@ -103,6 +109,9 @@ impl HttpConfig {
         }
         if self.request_timeout_ms == 0 {
             return Err("http.request_timeout_ms: must be at least 1".into());
+        }
+        if self.metrics_namespaces == 0 {
+            return Err("http.metrics_namespaces: must be at least 1".into());
         }
         Ok(())
     }
@@ -156,6 +165,12 @@ pub fn install_recorder() -> PrometheusHandle {
             ];
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS)
+                .expect("the bucket list is not empty")
+                // Lead times run to an hour: a Full matcher wins over the suffix.
+                .set_buckets_for_metric(
+                    Matcher::Full(telemetry::ALERT_LEAD_TIME.into()),
+                    &telemetry::LEAD_TIME_BUCKETS,
+                )
                 .expect("the bucket list is not empty");
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -177,6 +192,8 @@ struct AppState {
     timeout: Duration,
     /// The version `auspex_model_info` was last set for, to zero its series on a change.
     model_info: Arc<Mutex<Option<String>>>,
+    /// Caps of the per-namespace and per-alert families (`metrics_namespaces`, `metrics_top_alerts`).
+    caps: (usize, usize),
 }
 
 /// The API's error: a status and a JSON body `{"error", "reason"}`.
@@ -296,6 +313,7 @@ pub fn router(
         token: token.map(Arc::from),
         timeout: Duration::from_millis(cfg.request_timeout_ms),
         model_info: Arc::new(Mutex::new(None)),
+        caps: (cfg.metrics_namespaces, cfg.metrics_top_alerts),
     };
     let api = Router::new()
         .route("/v1/alerts", get(alerts))
@@ -438,16 +456,17 @@ where
 // --- open endpoints ---
 
 async fn prometheus(State(state): State<AppState>) -> Result<Response, AppError> {
-    let (entities, vertices, edges, active, version) = with_engine(&state.shared, |e| {
+    let (entities, vertices, edges, firing, version) = with_engine(&state.shared, |e| {
         (
             e.tracked_entities(),
             e.graph().len(),
             e.graph().edge_count(),
-            e.active_alerts().len(),
+            e.active_alerts(),
             e.model_version(),
         )
     })
     .await?;
+    let active = firing.len();
     metrics::gauge!(telemetry::ENTITIES).set(entities as f64);
     metrics::gauge!(telemetry::GRAPH_VERTICES).set(vertices as f64);
     metrics::gauge!(telemetry::GRAPH_EDGES).set(edges as f64);
@@ -463,7 +482,12 @@ async fn prometheus(State(state): State<AppState>) -> Result<Response, AppError>
             *last = Some(version);
         }
     }
-    let body = state.handle.render();
+    let mut body = state.handle.render();
+    body.push_str(&telemetry::render_firing(
+        &firing,
+        state.caps.0,
+        state.caps.1,
+    ));
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -856,6 +880,13 @@ mod tests {
                 ..HttpConfig::default()
             })
             .starts_with("http.body_limit_bytes:")
+        );
+        assert!(
+            bad(HttpConfig {
+                metrics_namespaces: 0,
+                ..HttpConfig::default()
+            })
+            .starts_with("http.metrics_namespaces:")
         );
     }
 

@@ -1,10 +1,12 @@
 //! deploy/'s Kustomize base and overlay, Prometheus rules for auspex itself, its Grafana
 //! dashboards and the Alertmanager routing example, checked with the real tools
-//! (`kubectl kustomize`, `promtool`, `amtool`; `.ci/install` installs what is missing): the
-//! overlay renders objects that fit together and the config they ship; the rules load and
-//! their unit tests (deploy/prometheus/auspex-rules.test.yml) pass; every dashboard query is
-//! valid PromQL; rules and dashboards name only metrics auspex exports; every prediction kind
-//! and service alert reaches its receiver.
+//! (`kubectl kustomize`, `kubernetes-validate`, `promtool`, `prometheus`, `amtool`;
+//! `.ci/install` installs what is missing): the overlay renders objects that fit together and
+//! the config they ship, and every rendered object validates against the Kubernetes 1.32 schemas
+//! (strict); the rules load and their unit tests (deploy/prometheus/auspex-rules.test.yml)
+//! pass; every dashboard query is valid PromQL; rules and dashboards name only metrics auspex
+//! exports; a real Prometheus scraping a live `/metrics` answers every dashboard query and
+//! evaluates the rules; every prediction kind and service alert reaches its receiver.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -86,23 +88,16 @@ fn the_rules_name_only_metrics_auspex_exports() {
 }
 
 /// Every dashboard parses, every panel has a query, every query is valid PromQL (promtool
-/// parses them as recording rules, Grafana's `$__rate_interval` set to 5m) and names only
-/// metrics auspex exports; between them the dashboards use most of what auspex exports.
+/// parses them as recording rules, Grafana's `$__rate_interval` set to 5m, template variables
+/// to `.*`) and names only metrics auspex exports; between them the dashboards show all of it.
 #[test]
 fn the_dashboards_query_what_auspex_exports() {
-    let dir = deploy().join("grafana");
     let mut used = std::collections::BTreeSet::new();
-    let mut dashboards = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        dashboards += 1;
-        let name = path.display().to_string();
-        let dash: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let all = dashboards();
+    let uids: std::collections::BTreeSet<&str> =
+        all.iter().filter_map(|(_, d)| d["uid"].as_str()).collect();
+    assert_eq!(uids.len(), all.len(), "dashboard uids are unique");
+    for (name, dash) in &all {
         assert!(
             dash["uid"].is_string() && dash["title"].is_string(),
             "{name}"
@@ -110,24 +105,28 @@ fn the_dashboards_query_what_auspex_exports() {
         let panels = dash["panels"].as_array().expect("panels");
         assert!(!panels.is_empty(), "{name}");
         let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
-        for (i, p) in panels.iter().enumerate() {
+        for p in panels {
             let targets = p["targets"].as_array().map(Vec::as_slice).unwrap_or(&[]);
             assert!(
                 !targets.is_empty(),
                 "{name}: panel {:?} has no query",
                 p["title"]
             );
-            for (j, t) in targets.iter().enumerate() {
-                let expr = t["expr"].as_str().expect("a PromQL expr");
-                let named = metric_names(expr);
-                assert!(!named.is_empty(), "{name}: {expr}");
-                assert_exported(&named, &name);
-                used.extend(named);
-                let expr = expr.replace("$__rate_interval", "5m");
-                rules.push_str(&format!(
-                    "      - record: dashboard:panel{i}_{j}\n        expr: {}\n",
-                    serde_json::to_string(&expr).unwrap()
-                ));
+        }
+        for (i, q) in queries(dash, "5m").iter().enumerate() {
+            let named = metric_names(&q.raw);
+            assert!(!named.is_empty(), "{name}: {}", q.raw);
+            assert_exported(&named, name);
+            used.extend(named);
+            rules.push_str(&format!(
+                "      - record: dashboard:query{i}\n        expr: {}\n",
+                serde_json::to_string(&q.expr).unwrap()
+            ));
+        }
+        // Template variables (`label_values(metric, label)`) name exported metrics too.
+        for v in dash["templating"]["list"].as_array().into_iter().flatten() {
+            if let Some(def) = v["definition"].as_str() {
+                assert_exported(&metric_names(def), name);
             }
         }
         let tmp = tempfile::tempdir().unwrap();
@@ -138,7 +137,7 @@ fn the_dashboards_query_what_auspex_exports() {
             &tmp.path().to_path_buf(),
         );
     }
-    assert!(dashboards >= 1, "no dashboard in {}", dir.display());
+    assert!(all.len() >= 2, "the service and predictions dashboards");
     let base: std::collections::BTreeSet<&str> = used
         .iter()
         .map(|n| n.strip_suffix("_bucket").unwrap_or(n))
@@ -148,6 +147,65 @@ fn the_dashboards_query_what_auspex_exports() {
         .filter(|m| !base.contains(**m))
         .collect();
     assert!(missing.is_empty(), "no dashboard shows {missing:?}");
+}
+
+/// One panel query, as Grafana would send it.
+struct Query {
+    panel: String,
+    /// As written in the dashboard.
+    raw: String,
+    /// With Grafana's variables substituted: `$__rate_interval` by `rate_interval`, the
+    /// interval variables by fixed values, every template variable by `.*` (what "All" sends).
+    expr: String,
+}
+
+/// Every panel query of a dashboard, variables substituted.
+fn queries(dash: &serde_json::Value, rate_interval: &str) -> Vec<Query> {
+    let vars: Vec<&str> = dash["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["type"] != "datasource")
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    let mut out = Vec::new();
+    for p in dash["panels"].as_array().expect("panels") {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let raw = t["expr"].as_str().expect("a PromQL expr").to_string();
+            let mut expr = raw
+                .replace("$__rate_interval", rate_interval)
+                .replace("$__interval", "15s")
+                .replace("$__range", "1h");
+            for v in &vars {
+                for form in [format!("${{{v}}}"), format!("[[{v}]]"), format!("${v}")] {
+                    expr = expr.replace(&form, ".*");
+                }
+            }
+            assert!(!expr.contains('$'), "a variable left in {raw}");
+            out.push(Query {
+                panel: p["title"].as_str().unwrap_or_default().to_string(),
+                raw,
+                expr,
+            });
+        }
+    }
+    out
+}
+
+/// The dashboards under deploy/grafana, by file name.
+fn dashboards() -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(deploy().join("grafana")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let dash = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            out.push((name, dash));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 /// `amtool config routes test` for one label set: the receiver it reaches.
@@ -373,4 +431,468 @@ fn the_kustomize_overlay_renders_a_serve_deployment_that_fits_its_config() {
         at(pod, "spec/automountServiceAccountToken").as_bool(),
         Some(false)
     );
+}
+
+/// The Kubernetes version the rendered objects are validated for (kubectl 1.32 renders them;
+/// kubernetes-validate ships schemas 1.32 to 1.37).
+const KUBERNETES: &str = "1.32.0";
+
+/// Properties of a ServiceMonitor's `spec` and of one of its `endpoints`, from the
+/// prometheus-operator CRD (monitoring.coreos.com_servicemonitors.yaml, operator v0.84.1):
+/// the ServiceMonitor has no schema in kubernetes-validate, so its shape is checked here.
+const SERVICE_MONITOR_SPEC: [&str; 22] = [
+    "attachMetadata",
+    "bodySizeLimit",
+    "convertClassicHistogramsToNHCB",
+    "endpoints",
+    "fallbackScrapeProtocol",
+    "jobLabel",
+    "keepDroppedTargets",
+    "labelLimit",
+    "labelNameLengthLimit",
+    "labelValueLengthLimit",
+    "namespaceSelector",
+    "nativeHistogramBucketLimit",
+    "nativeHistogramMinBucketFactor",
+    "podTargetLabels",
+    "sampleLimit",
+    "scrapeClass",
+    "scrapeClassicHistograms",
+    "scrapeProtocols",
+    "selector",
+    "selectorMechanism",
+    "targetLabels",
+    "targetLimit",
+];
+const SERVICE_MONITOR_ENDPOINT: [&str; 25] = [
+    "authorization",
+    "basicAuth",
+    "bearerTokenFile",
+    "bearerTokenSecret",
+    "enableHttp2",
+    "filterRunning",
+    "followRedirects",
+    "honorLabels",
+    "honorTimestamps",
+    "interval",
+    "metricRelabelings",
+    "noProxy",
+    "oauth2",
+    "params",
+    "path",
+    "port",
+    "proxyConnectHeader",
+    "proxyFromEnvironment",
+    "proxyUrl",
+    "relabelings",
+    "scheme",
+    "scrapeTimeout",
+    "targetPort",
+    "tlsConfig",
+    "trackTimestampsStaleness",
+];
+
+/// The keys of a mapping that `allowed` lacks.
+fn unknown_keys(v: &serde_yaml::Value, allowed: &[&str]) -> Vec<String> {
+    v.as_mapping()
+        .expect("a mapping")
+        .keys()
+        .map(|k| k.as_str().expect("a string key").to_string())
+        .filter(|k| !allowed.contains(&k.as_str()))
+        .collect()
+}
+
+/// The ServiceMonitor as the CRD would admit it: required fields present, no field the CRD
+/// lacks, a Prometheus duration for the interval.
+fn check_service_monitor(sm: &serde_yaml::Value) {
+    assert_eq!(s(sm, "apiVersion"), "monitoring.coreos.com/v1");
+    let unknown = unknown_keys(sm, &["apiVersion", "kind", "metadata", "spec"]);
+    assert!(unknown.is_empty(), "ServiceMonitor: {unknown:?}");
+    assert!(!s(sm, "metadata/name").is_empty());
+    let spec = at(sm, "spec");
+    let unknown = unknown_keys(spec, &SERVICE_MONITOR_SPEC);
+    assert!(unknown.is_empty(), "ServiceMonitor spec: {unknown:?}");
+    // Required by the CRD: selector and endpoints.
+    assert!(at(spec, "selector").is_mapping(), "{spec:?}");
+    let unknown = unknown_keys(at(spec, "selector"), &["matchLabels", "matchExpressions"]);
+    assert!(unknown.is_empty(), "ServiceMonitor selector: {unknown:?}");
+    let endpoints = at(spec, "endpoints").as_sequence().expect("endpoints");
+    assert!(!endpoints.is_empty());
+    for e in endpoints {
+        let unknown = unknown_keys(e, &SERVICE_MONITOR_ENDPOINT);
+        assert!(unknown.is_empty(), "ServiceMonitor endpoint: {unknown:?}");
+        if let Some(i) = e.get("interval") {
+            let i = i.as_str().expect("interval is a string");
+            let digits = i.trim_end_matches(['s', 'm', 'h']);
+            assert!(
+                !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()),
+                "interval {i:?} is not a Prometheus duration"
+            );
+        }
+    }
+}
+
+/// Every object the base and the production overlay render validates against the Kubernetes
+/// schemas with unknown fields rejected (`kubernetes-validate --strict`); the ServiceMonitor,
+/// a CRD those schemas lack, against the CRD's fields.
+#[test]
+fn every_rendered_object_validates_against_the_kubernetes_schemas() {
+    for dir in ["kubernetes/base", "kubernetes/overlays/prod"] {
+        let docs = kustomize(&deploy().join(dir));
+        let tmp = tempfile::tempdir().unwrap();
+        let mut core = Vec::new();
+        let mut monitors = 0;
+        for d in &docs {
+            if s(d, "kind") == "ServiceMonitor" {
+                check_service_monitor(d);
+                monitors += 1;
+            } else {
+                core.push(serde_yaml::to_string(d).unwrap());
+            }
+        }
+        assert_eq!(monitors, 1, "{dir}");
+        assert!(core.len() >= 5, "{dir}: {} objects", core.len());
+        std::fs::write(tmp.path().join("rendered.yaml"), core.join("---\n")).unwrap();
+        let out = run(
+            "kubernetes-validate",
+            &["--strict", "-k", KUBERNETES, "rendered.yaml"],
+            &tmp.path().to_path_buf(),
+        );
+        // One "passed" line per object: none skipped for want of a schema.
+        let passed = out.lines().filter(|l| l.contains(" passed for ")).count();
+        assert_eq!(passed, core.len(), "{dir}:\n{out}");
+        assert!(!out.contains("WARN"), "{dir}:\n{out}");
+    }
+}
+
+/// The validator rejects what it should: an unknown field in a pod spec fails `--strict`.
+#[test]
+fn the_schema_check_rejects_an_unknown_field() {
+    let docs = kustomize(&deploy().join("kubernetes/overlays/prod"));
+    let mut dep = docs
+        .into_iter()
+        .find(|d| s(d, "kind") == "Deployment")
+        .expect("a Deployment");
+    dep["spec"]["template"]["spec"]["automountServiceAcountToken"] = false.into();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("bad.yaml"),
+        serde_yaml::to_string(&dep).unwrap(),
+    )
+    .unwrap();
+    let out = Command::new("kubernetes-validate")
+        .args(["--strict", "-k", KUBERNETES, "bad.yaml"])
+        .current_dir(tmp.path())
+        .output()
+        .expect("kubernetes-validate runs (`.ci/install` installs it)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("automountServiceAcountToken"), "{text}");
+}
+
+// --- a live Prometheus scraping a live /metrics ---
+
+mod live {
+    use std::net::TcpListener;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use auspex_ingest::simulator::SimulatorSource;
+    use auspex_ingest::{NdjsonSink, Paced, Pacing};
+    use auspex_nn::NnDevice;
+    use auspex_serve::http::{self, HttpConfig};
+    use auspex_serve::{Engine, EngineConfig, Shared, model, pipeline};
+    use auspex_sim::{FaultKind, ScheduledFault, SimConfig};
+    use serde_json::Value;
+
+    use super::{deploy, queries};
+
+    /// A free loopback port (bound, read, released).
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// A Prometheus process, killed (by its own id) when dropped.
+    struct Prometheus {
+        child: Child,
+        base: String,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Prometheus {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Prometheus {
+        /// Scrapes `target` every second as job `auspex` and evaluates deploy/'s rules.
+        async fn start(target: &str, client: &reqwest::Client) -> Prometheus {
+            let dir = tempfile::tempdir().unwrap();
+            let rules = deploy()
+                .join("prometheus/auspex-rules.yml")
+                .canonicalize()
+                .unwrap();
+            let config = format!(
+                "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
+                 rule_files: [ {rules:?} ]\n\
+                 scrape_configs:\n  - job_name: auspex\n    static_configs: [ {{ targets: ['{target}'] }} ]\n"
+            );
+            std::fs::write(dir.path().join("p.yml"), config).unwrap();
+            let port = free_port();
+            let child = Command::new("prometheus")
+                .arg(format!(
+                    "--config.file={}",
+                    dir.path().join("p.yml").display()
+                ))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
+                .spawn()
+                .expect("prometheus runs (`.ci/install` installs it)");
+            let p = Prometheus {
+                child,
+                base: format!("http://127.0.0.1:{port}"),
+                _dir: dir,
+            };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let ready = client.get(format!("{}/-/ready", p.base)).send().await;
+                if ready.is_ok_and(|r| r.status().is_success()) {
+                    return p;
+                }
+                assert!(Instant::now() < deadline, "prometheus not ready in 20 s");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+
+        async fn api(&self, client: &reqwest::Client, path: &str, query: &[(&str, &str)]) -> Value {
+            let resp = client
+                .get(format!("{}{path}", self.base))
+                .query(query)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            let body: Value = resp.json().await.unwrap();
+            assert!(status.is_success(), "{path} {query:?}: {status} {body}");
+            body
+        }
+
+        /// An instant query's result vector (asserting `status: success`).
+        async fn query(&self, client: &reqwest::Client, expr: &str) -> Vec<Value> {
+            let body = self.api(client, "/api/v1/query", &[("query", expr)]).await;
+            assert_eq!(body["status"], "success", "{expr}: {body}");
+            body["data"]["result"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        }
+    }
+
+    /// A small cluster for 40 minutes with a memory leak forced at minute 15, so alerts fire and
+    /// some still fire at the end.
+    fn sim() -> SimConfig {
+        SimConfig {
+            seed: 7,
+            duration_ms: 2_400_000,
+            nodes: 2,
+            services: 3,
+            replicas: 2,
+            rolling_deploys_per_hour: 0.0,
+            reschedules_per_hour: 0.0,
+            warmup_ms: 900_000,
+            faults: Some(vec![ScheduledFault::new(FaultKind::MemoryLeak, 900_000)]),
+            ..SimConfig::default()
+        }
+    }
+
+    /// serve's HTTP API (the embedded pipeline feeding the statistical scorer) on a free port,
+    /// scraped each second by a real Prometheus that also evaluates deploy/'s rules: every panel
+    /// query of every dashboard succeeds, the key panels (throughput, scoring time, alerts by
+    /// kind, and the predictions dashboard's) have data, and every rule evaluates healthy.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_live_prometheus_answers_every_dashboard_query_and_evaluates_the_rules() {
+        let started = Instant::now();
+        let mut config = EngineConfig::default();
+        let scorer = model::open(None, NnDevice::Cpu, &mut config, false).unwrap();
+        let shared = Arc::new(Shared::new(Engine::new(config, scorer).unwrap()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = listener.local_addr().unwrap().to_string();
+        let router = http::router(
+            Arc::clone(&shared),
+            http::install_recorder(),
+            None,
+            &HttpConfig::default(),
+        );
+        let (shut, shut_down) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(http::serve(listener, router, async move {
+            let _ = shut_down.await;
+        }));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let prom = Prometheus::start(&target, &client).await;
+        // Prometheus hands new targets to its scrapers about 5 s after start: feed once it scrapes.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while prom
+            .query(&client, "up{job=\"auspex\"} == 1")
+            .await
+            .is_empty()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "prometheus never scraped {target}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        // Event time at 300 x wall time, stopped as soon as an alert fires, so that it still fires
+        // while Prometheus scrapes (the leak's alert resolves before the 40 minutes are over).
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_feed = Arc::clone(&stop);
+        let feeder = Arc::clone(&shared);
+        let feed = std::thread::spawn(move || {
+            let mut source = Paced::new(
+                SimulatorSource::new(sim()).unwrap(),
+                Pacing::RealTime { speed: 300.0 },
+            )
+            .unwrap();
+            let mut alerts = NdjsonSink::new("alerts", Vec::<u8>::new());
+            let mut dead = NdjsonSink::new("dead letters", Vec::<u8>::new());
+            pipeline::run(
+                &feeder,
+                &mut source,
+                &mut alerts,
+                &mut dead,
+                Some(stop_feed),
+            )
+            .unwrap()
+        });
+        while !feed.is_finished() {
+            if !shared.engine().active_alerts().is_empty() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let counts = feed.join().unwrap();
+        let fed = started.elapsed();
+        let firing = shared.engine().active_alerts().len();
+        assert!(
+            counts.alerts_firing.values().sum::<u64>() > 0 && firing > 0,
+            "the run fires alerts and some still fire: {counts:?}"
+        );
+        // Three more scrapes and rule evaluations after the run.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+
+        let mut empty = Vec::new();
+        let mut asked = 0;
+        for (name, dash) in super::dashboards() {
+            for q in queries(&dash, "30s") {
+                asked += 1;
+                if prom.query(&client, &q.expr).await.is_empty() {
+                    empty.push(format!("{name}: {:?}: {}", q.panel, q.expr));
+                }
+            }
+        }
+        // Panels with nothing to show in this run: no Kafka (lag, pauses, partitions, offsets,
+        // producer, and the watermark and alert latency only the Kafka loop records), no Alertmanager sink, no
+        // reload, no dead letter, and no alert resolved yet.
+        let quiet = [
+            "auspex_consumer_lag_messages",
+            "auspex_consumer_paused",
+            "auspex_assigned_partitions",
+            "auspex_offsets_stored_total",
+            "auspex_producer_in_flight",
+            "auspex_alert_latency_seconds",
+            "auspex_watermark_seconds",
+            "auspex_alertmanager_",
+            "auspex_model_reloads_total",
+            "auspex_dead_letters_total",
+            "auspex_parse_errors_total",
+            "state=\"resolved\"",
+        ];
+        let unexpected: Vec<&String> = empty
+            .iter()
+            .filter(|e| !quiet.iter().any(|m| e.contains(m)))
+            .collect();
+        assert!(
+            unexpected.is_empty(),
+            "panels without data after a run that fired {firing} alerts:\n{unexpected:#?}"
+        );
+        // The key panels, named: throughput, scoring time, alerts by kind, top entities.
+        for expr in [
+            "sum by (instance) (rate(auspex_samples_total[30s]))",
+            "histogram_quantile(0.99, sum by (branch, le) (rate(auspex_score_duration_seconds_bucket[30s])))",
+            "sum by (kind, state) (increase(auspex_alerts_total[1h]))",
+            "auspex_alert_probability",
+            "sum by (kind, namespace) (auspex_alerts_firing)",
+            "auspex_alert_lead_time_seconds_count",
+        ] {
+            assert!(
+                !prom.query(&client, expr).await.is_empty(),
+                "{expr}: no data"
+            );
+        }
+        // Throughput was seen moving, not only the final counter.
+        let peak = prom
+            .query(
+                &client,
+                "max_over_time(sum(rate(auspex_samples_total[5s]))[1m:1s])",
+            )
+            .await;
+        let peak: f64 = peak[0]["value"][1].as_str().unwrap().parse().unwrap();
+        assert!(peak > 0.0, "samples/s seen by Prometheus: {peak}");
+        // What Prometheus holds of the top-entities family equals what serve fires.
+        let shown = prom.query(&client, "auspex_alert_probability").await.len();
+        assert_eq!(shown, firing.min(HttpConfig::default().metrics_top_alerts));
+
+        // The rules, loaded through `rule_files`, evaluate without error.
+        let rules = prom.api(&client, "/api/v1/rules", &[]).await;
+        let mut evaluated = 0;
+        for g in rules["data"]["groups"].as_array().unwrap() {
+            for r in g["rules"].as_array().unwrap() {
+                assert_eq!(r["health"], "ok", "{r}");
+                assert!(
+                    !r["lastEvaluation"]
+                        .as_str()
+                        .unwrap_or("0001")
+                        .starts_with("0001"),
+                    "never evaluated: {r}"
+                );
+                evaluated += 1;
+            }
+        }
+        assert_eq!(evaluated, 8, "{rules}");
+        // The rules see a healthy instance: none of the service alerts fires.
+        let alerts = prom.api(&client, "/api/v1/alerts", &[]).await;
+        let firing_rules: Vec<&Value> = alerts["data"]["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["state"] == "firing")
+            .collect();
+        assert!(firing_rules.is_empty(), "{firing_rules:?}");
+
+        shut.send(()).unwrap();
+        server.await.unwrap().unwrap();
+        eprintln!(
+            "live check: {asked} dashboard queries, fed in {:.1} s, {:.1} s in all",
+            fed.as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        );
+    }
 }
