@@ -553,9 +553,17 @@ fn every_rendered_object_validates_against_the_kubernetes_schemas() {
         assert_eq!(monitors, 1, "{dir}");
         assert!(core.len() >= 5, "{dir}: {} objects", core.len());
         std::fs::write(tmp.path().join("rendered.yaml"), core.join("---\n")).unwrap();
+        // As a module: a console script pip puts under pyenv needs a rehash to be on PATH.
         let out = run(
-            "kubernetes-validate",
-            &["--strict", "-k", KUBERNETES, "rendered.yaml"],
+            "python3",
+            &[
+                "-m",
+                "kubernetes_validate",
+                "--strict",
+                "-k",
+                KUBERNETES,
+                "rendered.yaml",
+            ],
             &tmp.path().to_path_buf(),
         );
         // One "passed" line per object: none skipped for want of a schema.
@@ -580,7 +588,8 @@ fn the_schema_check_rejects_an_unknown_field() {
         serde_yaml::to_string(&dep).unwrap(),
     )
     .unwrap();
-    let out = Command::new("kubernetes-validate")
+    let out = Command::new("python3")
+        .args(["-m", "kubernetes_validate"])
         .args(["--strict", "-k", KUBERNETES, "bad.yaml"])
         .current_dir(tmp.path())
         .output()
