@@ -16,13 +16,21 @@
 //!    samples' send times. p50 / p90 / p99 / max over every alert but the idle-flushed last
 //!    slot's.
 //!
+//! 4. **cost**: CPU seconds of this process per 1,000 samples while serve drains the backlog
+//!    (cores needed per 1k samples/s), and resident memory grown over the tracked entities.
+//!
+//! Each of several cluster sizes runs all of the above on its own topics, and a closing table
+//! lines them up (Markdown, for BENCHMARKS.md).
+//!
 //! `cargo bench -p auspex --bench kafka_e2e` (release profile). Knobs, as environment
-//! variables: `AUSPEX_BENCH_MODEL` (a bundle; default `fixtures/model`, `stat` for the
-//! statistical scorer), `AUSPEX_BENCH_HOURS` (simulated hours, default 6),
-//! `AUSPEX_BENCH_NODES` / `_SERVICES` / `_REPLICAS` (cluster size, default 24 / 40 / 4:
-//! 224 entities), `AUSPEX_BENCH_PACE` (fractions of the serve rate for the latency runs,
-//! default `0.25,0.5`), `AUSPEX_BENCH_FETCH_WAIT_MS` (serve's consumer `fetch.wait.max.ms`, default
-//! 10: see `serve_config`), `AUSPEX_BENCH_JSON` (write the figures there too).
+//! variables: `AUSPEX_BENCH_ENTITIES` (cluster sizes, default `1000,10000`: a tenth nodes, the
+//! rest services and their pods), `AUSPEX_BENCH_REPLICAS` (pods per service, default 4),
+//! `AUSPEX_BENCH_SAMPLES` (samples per size, default 600,000: simulated time is this over
+//! the size, at least 2 h and at most `AUSPEX_BENCH_HOURS`, default 6), `AUSPEX_BENCH_MODEL`
+//! (a bundle; default `fixtures/model`, `stat` for the statistical scorer),
+//! `AUSPEX_BENCH_PACE` (fractions of the serve rate for the latency runs, default `0.5`),
+//! `AUSPEX_BENCH_FETCH_WAIT_MS` (serve's consumer `fetch.wait.max.ms`, default 10: see
+//! `serve_config`), `AUSPEX_BENCH_JSON` (write the figures there too).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -388,18 +396,19 @@ impl Live<'_> {
         for key in ["all", "firing", "resolved"] {
             let mut v = lat.remove(key).unwrap_or_default();
             v.sort_by(f64::total_cmp);
-            let (p50, p90, p99, max) = (
+            let (p50, p90, p99, p999, max) = (
                 percentile(&v, 0.5),
                 percentile(&v, 0.9),
                 percentile(&v, 0.99),
+                percentile(&v, 0.999),
                 v.last().copied().unwrap_or(f64::NAN),
             );
             println!(
-                "    alert latency ({key:>8}, n={:>4}): p50 {p50:>6.0} ms  p90 {p90:>6.0} ms  p99 {p99:>6.0} ms  max {max:>6.0} ms",
+                "    alert latency ({key:>8}, n={:>4}): p50 {p50:>6.0} ms  p90 {p90:>6.0} ms  p99 {p99:>6.0} ms  p99.9 {p999:>6.0} ms  max {max:>6.0} ms",
                 v.len()
             );
-            json[key] =
-                serde_json::json!({"n": v.len(), "p50": p50, "p90": p90, "p99": p99, "max": max});
+            json[key] = serde_json::json!({"n": v.len(), "p50": p50, "p90": p90, "p99": p99,
+                "p999": p999, "max": max});
         }
         json
     }
@@ -413,6 +422,51 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[i]
 }
 
+/// One cluster size: `entities` = nodes + services + pods (services x replicas).
+fn cluster(entities: usize) -> (usize, usize, usize) {
+    let replicas = env("AUSPEX_BENCH_REPLICAS", 4usize);
+    let nodes = (entities / 10).max(1);
+    let services = ((entities - nodes) / (replicas + 1)).max(1);
+    (nodes, services, replicas)
+}
+
+/// This process's CPU seconds (user + system, every thread: serve's loop and librdkafka's).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th
+    // and 13th, in clock ticks (USER_HZ, 100 on Linux).
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+}
+
+/// This process's resident memory in bytes.
+fn rss_bytes() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib * 1024.0)
+}
+
+/// What one cluster size measured, for the closing table.
+struct Row {
+    entities: usize,
+    samples: u64,
+    raw: f64,
+    serve: f64,
+    windows_per_s: f64,
+    cpu_per_1k: f64,
+    rss_per_entity: f64,
+    state_per_entity: f64,
+    rss: f64,
+    latency: Vec<(f64, [f64; 3])>,
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is read from the command line.
     let model = match std::env::var("AUSPEX_BENCH_MODEL").as_deref() {
@@ -420,20 +474,101 @@ fn main() {
         Ok(p) if !p.is_empty() => Some(PathBuf::from(p)),
         _ => Some(repo_root().join("fixtures/model")),
     };
-    let hours: u64 = env("AUSPEX_BENCH_HOURS", 6);
-    let sim = auspex_sim::SimConfig {
-        seed: 11,
-        duration_ms: hours * 3_600_000,
-        nodes: env("AUSPEX_BENCH_NODES", 24),
-        services: env("AUSPEX_BENCH_SERVICES", 40),
-        replicas: env("AUSPEX_BENCH_REPLICAS", 4),
-        ..Default::default()
-    };
-    let paces: Vec<f64> = std::env::var("AUSPEX_BENCH_PACE")
-        .unwrap_or_else(|_| "0.25,0.5".into())
+    let scales: Vec<usize> = std::env::var("AUSPEX_BENCH_ENTITIES")
+        .unwrap_or_else(|_| "1000,10000".into())
         .split(',')
         .filter_map(|p| p.trim().parse().ok())
         .collect();
+    let paces: Vec<f64> = std::env::var("AUSPEX_BENCH_PACE")
+        .unwrap_or_else(|_| "0.5".into())
+        .split(',')
+        .filter_map(|p| p.trim().parse().ok())
+        .collect();
+    let metrics = auspex_serve::http::install_recorder();
+    let broker = Broker::start();
+    let settings = KafkaSettings::new(broker.addr.clone());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "auspex kafka_e2e: model {}; {cores} cores; tansu (memory storage) on this machine",
+        model
+            .as_ref()
+            .map_or("statistical".into(), |p| p.display().to_string()),
+    );
+    let mut rows = Vec::new();
+    let mut json = Vec::new();
+    for &entities in &scales {
+        let render = || metrics.render();
+        let (row, figures) = run_scale(entities, &model, &paces, &broker, &settings, &render);
+        rows.push(row);
+        json.push(figures);
+    }
+    println!();
+    println!(
+        "| entities | samples | raw consume msgs/s | serve samples/s | serve / raw | scoring windows/s (1 thread) | CPU s per 1k samples | state per entity | serve RSS growth per entity | alert latency p50 / p99 / p99.9 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        let lat: Vec<String> = r
+            .latency
+            .iter()
+            .map(|(pace, [a, b, c])| {
+                format!("{a:.0} / {b:.0} / {c:.0} ms at {:.0} %", pace * 100.0)
+            })
+            .collect();
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.0} % | {:.0} | {:.3} | {:.1} KiB | {:.1} KiB (RSS {:.0} MiB) | {} |",
+            r.entities,
+            r.samples,
+            r.raw,
+            r.serve,
+            100.0 * r.serve / r.raw,
+            r.windows_per_s,
+            r.cpu_per_1k,
+            r.state_per_entity / 1024.0,
+            r.rss_per_entity / 1024.0,
+            r.rss / 1048576.0,
+            lat.join("; ")
+        );
+    }
+    if let Ok(path) = std::env::var("AUSPEX_BENCH_JSON") {
+        let doc = serde_json::json!({
+            "model": model.as_ref().map_or("statistical".into(), |p| p.display().to_string()),
+            "cores": cores,
+            "scales": json,
+        });
+        std::fs::write(&path, serde_json::to_string_pretty(&doc).expect("json"))
+            .expect("writing the JSON");
+        println!("figures written to {path}");
+    }
+}
+
+fn run_scale(
+    entities: usize,
+    model: &Option<PathBuf>,
+    paces: &[f64],
+    broker: &Broker,
+    settings: &KafkaSettings,
+    render: &dyn Fn() -> String,
+) -> (Row, serde_json::Value) {
+    let (nodes, services, replicas) = cluster(entities);
+    // About `AUSPEX_BENCH_SAMPLES` samples per size, and at least two hours of simulated time
+    // (windows fill, faults are injected after the warm-up).
+    let budget: u64 = env("AUSPEX_BENCH_SAMPLES", 600_000);
+    let minutes = (budget / entities as u64 / 4).clamp(120, env("AUSPEX_BENCH_HOURS", 6) * 60);
+    let sim = auspex_sim::SimConfig {
+        seed: 11,
+        duration_ms: minutes * 60_000,
+        nodes,
+        services,
+        replicas,
+        // Faults per entity-hour as in the simulator's default cluster, so every size alerts.
+        fault_rate_per_hour: {
+            let d = auspex_sim::SimConfig::default();
+            d.fault_rate_per_hour * entities as f64
+                / (d.nodes + d.services * (1 + d.replicas)) as f64
+        },
+        ..Default::default()
+    };
     let mut source = SimulatorSource::new(sim.clone()).expect("simulator");
     let interval = source.sample_interval_ms().expect("interval");
     let records = source.drain().expect("stream");
@@ -443,26 +578,46 @@ fn main() {
         .count() as u64;
     let slots = sim.duration_ms / interval;
     let per_slot = samples / slots.max(1);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "auspex kafka_e2e: model {}, simulator {} nodes / {} services x {} replicas, {hours} h at \
-         {} s: {samples} samples ({per_slot} per slot), {} topology events; {cores} cores",
-        model
-            .as_ref()
-            .map_or("statistical".into(), |p| p.display().to_string()),
-        sim.nodes,
-        sim.services,
-        sim.replicas,
+        "\n{entities} entities: simulator {nodes} nodes / {services} services x {replicas} replicas, \
+         {minutes} min at {} s: {samples} samples ({per_slot} per slot), {} topology events",
         interval / 1000,
         records.len() as u64 - samples,
     );
-
-    let metrics = auspex_serve::http::install_recorder();
-    let broker = Broker::start();
-    topics(&broker, "");
-    let settings = KafkaSettings::new(broker.addr.clone());
+    // State per entity, away from Kafka's buffers: a fresh engine takes the stream in event
+    // order in this thread (as the embedded pipeline does), and the process's resident memory
+    // grows by what it keeps (windows, baselines, graph, alert state, model state).
+    let state_per_entity = {
+        let rss0 = rss_bytes();
+        let mut e = engine(model, interval);
+        let mut out = Vec::new();
+        for r in &records {
+            if let Some(ts) = r.timestamp_ms() {
+                e.advance(ts, &mut out);
+            }
+            e.apply(r.clone());
+            out.clear();
+        }
+        let grown = rss_bytes() - rss0;
+        let tracked = e.tracked_entities().max(1);
+        drop(e);
+        println!(
+            "  state: resident memory +{:.1} MiB for {tracked} tracked entities = {:.1} KiB each",
+            grown / 1048576.0,
+            grown / tracked as f64 / 1024.0
+        );
+        grown / tracked as f64
+    };
+    let prefix = format!("e{entities}-");
+    topics(broker, &prefix);
     let t = Instant::now();
-    kafka::publish(&settings, "samples", "topology", records.iter().cloned()).expect("publish");
+    kafka::publish(
+        settings,
+        &format!("{prefix}samples"),
+        &format!("{prefix}topology"),
+        records.iter().cloned(),
+    )
+    .expect("publish");
     let publish_s = t.elapsed().as_secs_f64();
     println!(
         "  publish (idempotent, acks=all): {:>9.0} samples/s",
@@ -470,49 +625,59 @@ fn main() {
     );
 
     // 1. Raw consume ceiling.
-    let (got, raw_s) = raw_consume(&broker, "samples", samples);
+    let (got, raw_s) = raw_consume(broker, &format!("{prefix}samples"), samples);
     assert_eq!(got, samples, "the raw consumer read everything");
     let raw_rate = got as f64 / raw_s;
     println!("  raw consume ceiling:             {raw_rate:>9.0} msgs/s ({got} in {raw_s:.2} s)");
 
     // 2. serve on the backlog.
+    let stages_before = stage_seconds(&render());
+    let rss_before = rss_bytes();
     let handle = start_serve(
-        serve_config(&broker, "", "serve-backlog"),
-        engine(&model, interval),
+        serve_config(broker, &prefix, "serve-backlog"),
+        engine(model, interval),
     );
     let target = samples - per_slot * 2;
-    let deadline = Instant::now() + Duration::from_secs(1200);
+    let deadline = Instant::now() + Duration::from_secs(1800);
     let (mut first, mut done) = (None, None);
     while Instant::now() < deadline {
         let applied = handle.0.engine().counts().samples;
         if applied > 0 && first.is_none() {
-            first = Some((Instant::now(), applied));
+            first = Some((Instant::now(), applied, cpu_seconds()));
         }
         if applied >= target {
-            done = Some((Instant::now(), applied));
+            done = Some((Instant::now(), applied, cpu_seconds()));
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let ((t0, a0), (t1, a1)) = (
+    let ((t0, a0, c0), (t1, a1, c1)) = (
         first.expect("serve applied samples"),
         done.expect("serve applied the backlog in time"),
     );
     let serve_s = (t1 - t0).as_secs_f64();
     let serve_rate = (a1 - a0) as f64 / serve_s;
+    // Cores busy per 1,000 samples/s: CPU seconds over thousands of samples. The sampling
+    // loop here sleeps; the broker is another process.
+    let cpu_per_1k = (c1 - c0) / ((a1 - a0) as f64 / 1000.0);
+    let (rss, tracked) = (rss_bytes(), handle.0.engine().tracked_entities());
+    let rss_per_entity = (rss - rss_before) / tracked.max(1) as f64;
     // Let the idle flush score the last slot, then stop.
     std::thread::sleep(Duration::from_millis(2500));
     let counts = handle.0.engine().counts();
     let stats = stop_serve(handle);
-    let rendered = metrics.render();
-    let stages = stage_seconds(&rendered);
-    if std::env::var_os("AUSPEX_BENCH_TRACE").is_some() {
-        for l in rendered.lines().filter(|l| {
-            l.starts_with("auspex_score_duration_seconds_bucket") && l.contains("ensemble")
-        }) {
-            eprintln!("    {l}");
-        }
-    }
+    let after = stage_seconds(&render());
+    // The recorder is cumulative over sizes: this size's share.
+    let stages: Vec<(String, (u64, f64))> = after
+        .into_iter()
+        .map(|(b, (n, s))| {
+            let (n0, s0) = stages_before
+                .iter()
+                .find(|(x, _)| *x == b)
+                .map_or((0, 0.0), |(_, v)| *v);
+            (b, (n - n0, s - s0))
+        })
+        .collect();
     println!(
         "  serve end to end (backlog):      {serve_rate:>9.0} samples/s = {:.0} % of raw \
          ({} windows scored, {} alerts sent)",
@@ -520,16 +685,25 @@ fn main() {
         counts.windows_scored,
         stats.alerts_sent
     );
-
+    println!(
+        "  CPU: {cpu_per_1k:.3} s per 1,000 samples ({:.2} cores busy); RSS {:.0} MiB, +{:.0} MiB \
+         over {tracked} tracked entities = {:.1} KiB each (with librdkafka's fetch queue and the reorder buffer)",
+        (c1 - c0) / serve_s,
+        rss / 1048576.0,
+        (rss - rss_before) / 1048576.0,
+        rss_per_entity / 1024.0
+    );
+    let mut windows_per_s = f64::NAN;
     if let Some((_, (ticks, ensemble))) = stages.iter().find(|(b, _)| b == "ensemble") {
         let per_tick = |secs: f64| 1e3 * secs / *ticks as f64;
+        windows_per_s = counts.windows_scored as f64 / ensemble;
         let line: Vec<String> = stages
             .iter()
             .filter(|(b, _)| b != "ensemble")
             .map(|(b, (_, secs))| format!("{b} {:.1}", per_tick(*secs)))
             .collect();
         println!(
-            "  scoring per tick ({ticks} ticks of {per_slot} windows): ensemble {:.1} ms = {:.0} % of the run{}",
+            "  scoring per tick ({ticks} ticks of {per_slot} windows): ensemble {:.1} ms = {:.0} % of the run, {windows_per_s:.0} windows/s{}",
             per_tick(*ensemble),
             100.0 * ensemble / serve_s,
             if line.is_empty() {
@@ -541,14 +715,19 @@ fn main() {
     }
 
     let mut json = serde_json::json!({
+        "entities": entities,
+        "tracked_entities": tracked,
         "samples": samples,
         "per_slot": per_slot,
-        "model": model.as_ref().map_or("statistical".into(), |p| p.display().to_string()),
-        "cores": cores,
         "publish_samples_per_s": samples as f64 / publish_s,
         "raw_consume_msgs_per_s": raw_rate,
         "serve_samples_per_s": serve_rate,
         "serve_over_raw": serve_rate / raw_rate,
+        "scoring_windows_per_s": windows_per_s,
+        "cpu_seconds_per_1k_samples": cpu_per_1k,
+        "rss_bytes": rss,
+        "rss_growth_per_entity_bytes": rss_per_entity,
+        "state_per_entity_bytes": state_per_entity,
         "score_seconds_by_stage": stages
             .iter()
             .map(|(b, (n, secs))| (b.clone(), serde_json::json!({"count": n, "sum": secs})))
@@ -557,23 +736,34 @@ fn main() {
     });
 
     // 3. Alert latency, live, at each pace (a fraction of the serve rate).
+    let mut latency = Vec::new();
     for (i, pace) in paces.iter().enumerate() {
         let live = Live {
-            broker: &broker,
-            settings: &settings,
+            broker,
+            settings,
             records: &records,
             interval,
-            prefix: format!("live{i}-"),
+            prefix: format!("{prefix}live{i}-"),
         };
-        let figures = live.run(engine(&model, interval), serve_rate * pace, *pace);
+        let figures = live.run(engine(model, interval), serve_rate * pace, *pace);
+        let q = |k: &str| figures["all"][k].as_f64().unwrap_or(f64::NAN);
+        latency.push((*pace, [q("p50"), q("p99"), q("p999")]));
         json["latency"]
             .as_array_mut()
             .expect("an array")
             .push(figures);
     }
-    if let Ok(path) = std::env::var("AUSPEX_BENCH_JSON") {
-        std::fs::write(&path, serde_json::to_string_pretty(&json).expect("json"))
-            .expect("writing the JSON");
-        println!("  figures written to {path}");
-    }
+    let row = Row {
+        entities,
+        samples,
+        raw: raw_rate,
+        serve: serve_rate,
+        windows_per_s,
+        cpu_per_1k,
+        rss_per_entity,
+        state_per_entity,
+        rss,
+        latency,
+    };
+    (row, json)
 }
