@@ -84,6 +84,8 @@ pub async fn run_with_clock(
     let mut streams: SelectAll<BoxStream<'static, Item>> = SelectAll::new();
     for scope in &scopes {
         let ns = scope.namespace.as_deref();
+        // TODO(streaming-lists): `InitialListStrategy::StreamingList` would spare the API server
+        // the paged re-lists on clusters that enable WatchList; off until tested against one.
         let stream = match scope.resource {
             Resource::Node => watch::<Node>(
                 Api::all(client.clone()),
@@ -161,6 +163,8 @@ pub async fn run_with_clock(
         if changes.is_empty() {
             continue;
         }
+        // TODO(metrics): auspex_watch_events_total{op}, auspex_watch_relists_total{resource},
+        // auspex_watch_errors_total{resource} once collect exposes its recorder.
         let timestamp_ms = clock.now_ms();
         debug!(
             resource = scope.resource.as_str(),
