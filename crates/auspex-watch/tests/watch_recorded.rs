@@ -59,10 +59,17 @@ struct Api {
     lists: Mutex<HashMap<String, usize>>,
     /// Every request, as `GET path?query`.
     log: Mutex<Vec<String>>,
+    /// List calls still to fail with 500 (an API server in trouble), by resource.
+    failing_lists: Mutex<HashMap<&'static str, usize>>,
 }
 
 fn resource_of(path: &str) -> Option<&'static str> {
-    match path {
+    // The fixtures are all in namespace shop: a namespaced call reads the same ones.
+    let path = match path.strip_prefix("/api/v1/namespaces/shop/") {
+        Some(rest) => format!("/api/v1/{rest}"),
+        None => path.replace("/v1/namespaces/shop/", "/v1/"),
+    };
+    match path.as_str() {
         "/api/v1/pods" => Some("pods"),
         "/api/v1/nodes" => Some("nodes"),
         "/api/v1/services" => Some("services"),
@@ -92,6 +99,15 @@ async fn serve(State(api): State<Arc<Api>>, uri: Uri) -> Response {
             .expect("static headers are valid")
     };
     if query.get("watch") != Some(&"true") {
+        if let Some(left) = api.failing_lists.lock().unwrap().get_mut(resource)
+            && *left > 0
+        {
+            *left -= 1;
+            return status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "etcdserver: request timed out",
+            );
+        }
         let n = {
             let mut lists = api.lists.lock().unwrap();
             let n = lists.entry(resource.to_string()).or_insert(0);
@@ -136,6 +152,10 @@ fn status(code: StatusCode, msg: &str) -> Response {
 }
 
 async fn start_api() -> (Arc<Api>, String) {
+    start_api_failing(HashMap::new()).await
+}
+
+async fn start_api_failing(failing_lists: HashMap<&'static str, usize>) -> (Arc<Api>, String) {
     let script = HashMap::from([
         (("pods", "4000"), 2),
         (("endpointslices", "3000"), 3),
@@ -149,6 +169,7 @@ async fn start_api() -> (Arc<Api>, String) {
         stage: watch::Sender::new(1),
         lists: Mutex::new(HashMap::new()),
         log: Mutex::new(Vec::new()),
+        failing_lists: Mutex::new(failing_lists),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -451,4 +472,91 @@ async fn an_invalid_config_is_refused_before_any_request() {
     let err = auspex_watch::run(client, cfg, tx).await.unwrap_err();
     assert!(err.to_string().contains("namespaces[0]"), "{err}");
     assert!(api.log.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaced_selectors_config_and_a_failing_list_that_recovers() {
+    // The first pods list fails twice with 500: the watcher backs off and retries.
+    let (api, url) = start_api_failing(HashMap::from([("pods", 2)])).await;
+    let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+    let (tx, mut rx) = mpsc::channel(4);
+    let cfg = WatchConfig::from_toml(
+        r#"
+        namespaces = ["shop"]
+        membership = "selectors"
+        pod_selector = "app.kubernetes.io/part-of=shop"
+        "#,
+    )
+    .unwrap();
+    let watcher = tokio::spawn(run_with_clock(client, cfg, tx, Arc::new(FixedClock)));
+    let mut graph = LiveGraph::default();
+    // With selectors the Pending checkout pod is a member too (an EndpointSlice would list
+    // it only once it has an address).
+    expect(
+        &mut rx,
+        &mut graph,
+        1,
+        vec![
+            node("node-a", "eu-west-1a"),
+            node("node-b", "eu-west-1b"),
+            node("node-c", "eu-west-1c"),
+            node("node-d", "eu-west-1a"),
+            service("cart"),
+            service("checkout"),
+            pod(CART0, Some("node-a"), Some("cart")),
+            UpsertEdge {
+                edge: runs_on(CART0, "node-a"),
+            },
+            UpsertEdge {
+                edge: belongs_to(CART0, "cart"),
+            },
+            pod(X1, Some("node-a"), Some("checkout")),
+            UpsertEdge {
+                edge: runs_on(X1, "node-a"),
+            },
+            UpsertEdge {
+                edge: belongs_to(X1, "checkout"),
+            },
+            pod(X2, Some("node-b"), Some("checkout")),
+            UpsertEdge {
+                edge: runs_on(X2, "node-b"),
+            },
+            UpsertEdge {
+                edge: belongs_to(X2, "checkout"),
+            },
+            pod(X3, None, Some("checkout")),
+            UpsertEdge {
+                edge: belongs_to(X3, "checkout"),
+            },
+        ],
+    )
+    .await;
+    let log = api.log.lock().unwrap().clone();
+    let pod_lists: Vec<&String> = log
+        .iter()
+        .filter(|l| l.starts_with("GET /api/v1/namespaces/shop/pods?") && !l.contains("watch=true"))
+        .collect();
+    assert_eq!(pod_lists.len(), 3, "two failures, then the list: {log:#?}");
+    assert!(
+        pod_lists
+            .iter()
+            .all(|l| l.contains("labelSelector=app.kubernetes.io%2Fpart-of%3Dshop")),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("GET /api/v1/namespaces/shop/services?")),
+        "{log:#?}"
+    );
+    assert!(
+        !log.iter().any(|l| l.contains("endpointslices")),
+        "{log:#?}"
+    );
+    assert!(
+        !log.iter().any(|l| l.starts_with("GET /api/v1/pods")),
+        "{log:#?}"
+    );
+    drop(rx);
+    let stopped = tokio::time::timeout(Duration::from_secs(5), watcher).await;
+    assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
 }
