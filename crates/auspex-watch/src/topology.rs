@@ -479,6 +479,8 @@ impl Topology {
     }
 
     /// The services (known to us) a pod belongs to, sorted.
+    // TODO(index): this scans the namespace's slices (or services); a pod → slices index
+    // would make it independent of their number (see docs/WATCH.md, Cost).
     fn services_of(&self, pod: &PodView) -> Vec<String> {
         let Some(services) = self.services.get(&pod.namespace) else {
             return Vec::new();
