@@ -593,7 +593,11 @@ fn run_scale(
         let mut out = Vec::new();
         // Scoring state and scratch count too, but scoring every slot here would double the
         // run: only the last ten slots are scored.
-        let last = records.iter().filter_map(Record::timestamp_ms).max().unwrap_or(0);
+        let last = records
+            .iter()
+            .filter_map(Record::timestamp_ms)
+            .max()
+            .unwrap_or(0);
         let score_from = last - 10 * interval as i64;
         for r in &records {
             if let Some(ts) = r.timestamp_ms()
