@@ -396,7 +396,10 @@ impl Mapper {
                         seen_ms: now_ms,
                     },
                 );
-                return IngestStats { used: n, dropped: 0 };
+                return IngestStats {
+                    used: n,
+                    dropped: 0,
+                };
             }
             Classified::Ignored => return IngestStats::default(),
             Classified::Drop(reason) => {
@@ -527,7 +530,11 @@ impl Mapper {
                 increase: increase + i,
                 elapsed_ms: elapsed_ms + e,
             },
-            (Some(Contribution::Value { value: old, ts: t }), Contribution::Value { value, ts }, c) => {
+            (
+                Some(Contribution::Value { value: old, ts: t }),
+                Contribution::Value { value, ts },
+                c,
+            ) => {
                 let take_new = match c {
                     Combine::Max => value >= *old,
                     _ => ts >= *t,
@@ -535,7 +542,10 @@ impl Mapper {
                 if take_new {
                     Contribution::Value { value, ts }
                 } else {
-                    Contribution::Value { value: *old, ts: *t }
+                    Contribution::Value {
+                        value: *old,
+                        ts: *t,
+                    }
                 }
             }
             (_, c, _) => c,
@@ -569,12 +579,16 @@ impl Mapper {
                     continue;
                 };
                 flushed_groups += 1;
-                state.flushed_through = Some(state.flushed_through.map_or(bucket, |f| f.max(bucket)));
+                state.flushed_through =
+                    Some(state.flushed_through.map_or(bucket, |f| f.max(bucket)));
                 let key = (
                     entity.namespace.clone().unwrap_or_default(),
                     entity.name.clone(),
                 );
-                let meta = self.pods.get(&key).filter(|_| entity.kind == EntityKind::Pod);
+                let meta = self
+                    .pods
+                    .get(&key)
+                    .filter(|_| entity.kind == EntityKind::Pod);
                 if let Some(sample) = build_sample(entity, bucket, &group, meta) {
                     out.push(sample);
                 }
@@ -587,12 +601,18 @@ impl Mapper {
         self.entities
             .retain(|_, e| !e.groups.is_empty() || e.seen_ms >= horizon);
         out.sort_by(|a, b| {
-            (a.timestamp_ms, a.entity.kind, &a.entity.namespace, &a.entity.name).cmp(&(
-                b.timestamp_ms,
-                b.entity.kind,
-                &b.entity.namespace,
-                &b.entity.name,
-            ))
+            (
+                a.timestamp_ms,
+                a.entity.kind,
+                &a.entity.namespace,
+                &a.entity.name,
+            )
+                .cmp(&(
+                    b.timestamp_ms,
+                    b.entity.kind,
+                    &b.entity.namespace,
+                    &b.entity.name,
+                ))
         });
         out
     }
@@ -694,9 +714,12 @@ impl Mapper {
             "container_spec_cpu_period" => {
                 cadvisor(Slot::PodCpuPeriod, Combine::Latest, container_sub, true)
             }
-            "container_spec_memory_limit_bytes" => {
-                cadvisor(Slot::PodSpecMemoryLimit, Combine::Latest, container_sub, true)
-            }
+            "container_spec_memory_limit_bytes" => cadvisor(
+                Slot::PodSpecMemoryLimit,
+                Combine::Latest,
+                container_sub,
+                true,
+            ),
             "container_oom_events_total" => {
                 cadvisor(Slot::PodOom, Combine::Latest, container_sub, true)
             }
@@ -716,9 +739,7 @@ impl Mapper {
             },
             "kube_pod_container_resource_limits" => match get("resource") {
                 Some("cpu") => ksm_pod(Slot::PodKsmCpuLimit, Combine::Latest, container_sub),
-                Some("memory") => {
-                    ksm_pod(Slot::PodKsmMemoryLimit, Combine::Latest, container_sub)
-                }
+                Some("memory") => ksm_pod(Slot::PodKsmMemoryLimit, Combine::Latest, container_sub),
                 Some(_) => Classified::Ignored,
                 None => Classified::Drop(DropReason::MissingLabels),
             },
@@ -738,18 +759,16 @@ impl Mapper {
                 },
                 None => Classified::Drop(DropReason::MissingLabels),
             },
-            "kube_node_status_condition" => {
-                match (get("condition"), get("status")) {
-                    (Some("Ready"), Some("true")) => node(
-                        Slot::NodeReady,
-                        Combine::Latest,
-                        String::new(),
-                        get("node").map(str::to_string),
-                    ),
-                    (Some(_), Some(_)) => Classified::Ignored,
-                    _ => Classified::Drop(DropReason::MissingLabels),
-                }
-            }
+            "kube_node_status_condition" => match (get("condition"), get("status")) {
+                (Some("Ready"), Some("true")) => node(
+                    Slot::NodeReady,
+                    Combine::Latest,
+                    String::new(),
+                    get("node").map(str::to_string),
+                ),
+                (Some(_), Some(_)) => Classified::Ignored,
+                _ => Classified::Drop(DropReason::MissingLabels),
+            },
             "kube_node_status_allocatable" => {
                 let slot = match get("resource") {
                     Some("cpu") => Slot::NodeAllocatableCpu,
@@ -757,7 +776,12 @@ impl Mapper {
                     Some(_) => return Classified::Ignored,
                     None => return Classified::Drop(DropReason::MissingLabels),
                 };
-                node(slot, Combine::Latest, String::new(), get("node").map(str::to_string))
+                node(
+                    slot,
+                    Combine::Latest,
+                    String::new(),
+                    get("node").map(str::to_string),
+                )
             }
             "node_cpu_seconds_total" => {
                 let slot = match get("mode") {
@@ -767,9 +791,12 @@ impl Mapper {
                 };
                 node(slot, Combine::Rate, series_sub, node_label())
             }
-            "node_memory_MemTotal_bytes" => {
-                node(Slot::NodeMemTotal, Combine::Latest, String::new(), node_label())
-            }
+            "node_memory_MemTotal_bytes" => node(
+                Slot::NodeMemTotal,
+                Combine::Latest,
+                String::new(),
+                node_label(),
+            ),
             "node_memory_MemAvailable_bytes" => node(
                 Slot::NodeMemAvailable,
                 Combine::Latest,
@@ -901,7 +928,10 @@ fn build_sample(
             ) {
                 put("memory_working_set_bytes", (t - a).max(0.0));
                 if t > 0.0 {
-                    put("node_memory_utilization_ratio", (1.0 - a / t).clamp(0.0, 1.0));
+                    put(
+                        "node_memory_utilization_ratio",
+                        (1.0 - a / t).clamp(0.0, 1.0),
+                    );
                 }
             }
             if let Some(v) = sum.get(&Slot::NodeAllocatableCpu) {
@@ -982,4 +1012,514 @@ fn build_sample(
         entity: e,
         metrics,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const T0: i64 = 1_700_000_010_000 - 1_700_000_010_000 % 15_000;
+
+    fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
+        let mut v: Vec<Label> = pairs.iter().map(|(n, v)| Label::new(*n, *v)).collect();
+        v.sort();
+        v
+    }
+
+    fn cadvisor(name: &str, pod: &str, container: &str, extra: &[(&str, &str)]) -> Vec<Label> {
+        let mut p = vec![
+            ("__name__", name),
+            ("namespace", "shop"),
+            ("pod", pod),
+            ("container", container),
+            ("node", "worker-1"),
+            ("id", "/kubepods/x"),
+        ];
+        p.extend_from_slice(extra);
+        labels(&p)
+    }
+
+    fn feed(m: &mut Mapper, l: &[Label], samples: &[(i64, f64)]) -> IngestStats {
+        m.ingest(l, samples.iter().copied(), 0)
+    }
+
+    /// Everything flushed, one sample per entity expected in bucket `T0`.
+    fn flush_one(m: &mut Mapper, entity: &str) -> MetricSample {
+        let out = m.flush(i64::MAX / 2, true);
+        let found: Vec<&MetricSample> = out
+            .iter()
+            .filter(|s| s.entity.id().as_str() == entity && s.timestamp_ms == T0)
+            .collect();
+        assert_eq!(found.len(), 1, "{entity} in {out:#?}");
+        found[0].clone()
+    }
+
+    #[test]
+    fn pod_cpu_is_the_sum_of_container_rates_without_pause_or_aggregate() {
+        let mut m = Mapper::new(MappingConfig::default());
+        let cpu = "container_cpu_usage_seconds_total";
+        // server: 0.5 cores, sidecar: 0.25 cores over 10 s.
+        feed(
+            &mut m,
+            &cadvisor(cpu, "cart-1", "server", &[]),
+            &[(T0, 100.0), (T0 + 10_000, 105.0)],
+        );
+        feed(
+            &mut m,
+            &cadvisor(cpu, "cart-1", "sidecar", &[]),
+            &[(T0, 10.0), (T0 + 10_000, 12.5)],
+        );
+        // The pod cgroup (sum of both) and the pause container must not count again.
+        feed(
+            &mut m,
+            &cadvisor(cpu, "cart-1", "", &[]),
+            &[(T0, 110.0), (T0 + 10_000, 117.5)],
+        );
+        feed(
+            &mut m,
+            &cadvisor(cpu, "cart-1", "POD", &[]),
+            &[(T0, 1.0), (T0 + 10_000, 9.0)],
+        );
+        let s = flush_one(&mut m, "pod/shop/cart-1");
+        assert!((s.metrics["cpu_usage_cores"] - 0.75).abs() < 1e-9, "{s:?}");
+        assert_eq!(s.entity.node.as_deref(), Some("worker-1"));
+    }
+
+    #[test]
+    fn memory_is_summed_per_pod_once_per_container() {
+        let mut m = Mapper::new(MappingConfig::default());
+        let mem = "container_memory_working_set_bytes";
+        feed(
+            &mut m,
+            &cadvisor(mem, "cart-1", "server", &[("id", "/a")]),
+            &[(T0, 100.0)],
+        );
+        // The same container's previous cgroup, still reported after a restart: not twice.
+        feed(
+            &mut m,
+            &cadvisor(mem, "cart-1", "server", &[("id", "/b")]),
+            &[(T0 + 1000, 120.0)],
+        );
+        feed(
+            &mut m,
+            &cadvisor(mem, "cart-1", "sidecar", &[]),
+            &[(T0, 30.0)],
+        );
+        feed(&mut m, &cadvisor(mem, "cart-1", "", &[]), &[(T0, 150.0)]);
+        feed(&mut m, &cadvisor(mem, "cart-1", "POD", &[]), &[(T0, 1.0)]);
+        let s = flush_one(&mut m, "pod/shop/cart-1");
+        assert_eq!(s.metrics["memory_working_set_bytes"], 150.0);
+    }
+
+    #[test]
+    fn throttling_network_limits_and_ooms() {
+        let mut m = Mapper::new(MappingConfig::default());
+        let thr = "container_cpu_cfs_throttled_periods_total";
+        let per = "container_cpu_cfs_periods_total";
+        feed(
+            &mut m,
+            &cadvisor(thr, "api-1", "app", &[]),
+            &[(T0, 10.0), (T0 + 5000, 40.0)],
+        );
+        feed(
+            &mut m,
+            &cadvisor(per, "api-1", "app", &[]),
+            &[(T0, 100.0), (T0 + 5000, 200.0)],
+        );
+        for (container, iface, v) in [
+            ("", "eth0", 1000.0),
+            ("POD", "eth0", 1000.0),
+            ("", "eth1", 24.0),
+            ("app", "eth0", 1000.0),
+        ] {
+            feed(
+                &mut m,
+                &cadvisor(
+                    "container_network_receive_bytes_total",
+                    "api-1",
+                    container,
+                    &[("interface", iface)],
+                ),
+                &[(T0, v)],
+            );
+        }
+        feed(
+            &mut m,
+            &cadvisor("container_spec_cpu_quota", "api-1", "app", &[]),
+            &[(T0, 50_000.0)],
+        );
+        feed(
+            &mut m,
+            &cadvisor("container_spec_cpu_period", "api-1", "app", &[]),
+            &[(T0, 100_000.0)],
+        );
+        feed(
+            &mut m,
+            &cadvisor("container_spec_memory_limit_bytes", "api-1", "app", &[]),
+            &[(T0, 256.0)],
+        );
+        feed(
+            &mut m,
+            &cadvisor("container_oom_events_total", "api-1", "app", &[]),
+            &[(T0, 2.0)],
+        );
+        let s = flush_one(&mut m, "pod/shop/api-1");
+        assert!(
+            (s.metrics["cpu_throttled_ratio"] - 0.3).abs() < 1e-9,
+            "{s:?}"
+        );
+        assert_eq!(s.metrics["network_rx_bytes_total"], 1024.0);
+        assert_eq!(s.metrics["cpu_limit_cores"], 0.5);
+        assert_eq!(s.metrics["memory_limit_bytes"], 256.0);
+        assert_eq!(s.metrics["oom_kills_total"], 2.0);
+    }
+
+    #[test]
+    fn kube_state_metrics_restarts_ready_limits_and_node() {
+        let mut m = Mapper::new(MappingConfig::default());
+        let ksm = |name: &str, extra: &[(&str, &str)]| {
+            let mut p = vec![
+                ("__name__", name),
+                ("namespace", "shop"),
+                ("pod", "cart-1"),
+                ("instance", "10.0.0.9:8080"),
+            ];
+            p.extend_from_slice(extra);
+            labels(&p)
+        };
+        feed(
+            &mut m,
+            &ksm(
+                "kube_pod_info",
+                &[
+                    ("node", "worker-2"),
+                    ("created_by_kind", "ReplicaSet"),
+                    ("created_by_name", "cart-7d9f8b"),
+                ],
+            ),
+            &[(T0, 1.0)],
+        );
+        feed(
+            &mut m,
+            &ksm(
+                "kube_pod_container_status_restarts_total",
+                &[("container", "server")],
+            ),
+            &[(T0, 3.0)],
+        );
+        feed(
+            &mut m,
+            &ksm(
+                "kube_pod_container_status_restarts_total",
+                &[("container", "sidecar")],
+            ),
+            &[(T0, 1.0)],
+        );
+        feed(
+            &mut m,
+            &ksm("kube_pod_status_ready", &[("condition", "true")]),
+            &[(T0, 0.0)],
+        );
+        feed(
+            &mut m,
+            &ksm("kube_pod_status_ready", &[("condition", "false")]),
+            &[(T0, 1.0)],
+        );
+        feed(
+            &mut m,
+            &ksm(
+                "kube_pod_container_resource_limits",
+                &[
+                    ("container", "server"),
+                    ("resource", "cpu"),
+                    ("unit", "core"),
+                ],
+            ),
+            &[(T0, 2.0)],
+        );
+        feed(
+            &mut m,
+            &ksm(
+                "kube_pod_container_resource_limits",
+                &[
+                    ("container", "server"),
+                    ("resource", "memory"),
+                    ("unit", "byte"),
+                ],
+            ),
+            &[(T0, 1e9)],
+        );
+        feed(
+            &mut m,
+            &ksm(
+                "kube_pod_container_resource_requests",
+                &[
+                    ("container", "server"),
+                    ("resource", "cpu"),
+                    ("unit", "core"),
+                ],
+            ),
+            &[(T0, 0.5)],
+        );
+        // cAdvisor's quota loses to kube-state-metrics' limit.
+        feed(
+            &mut m,
+            &cadvisor("container_spec_cpu_quota", "cart-1", "server", &[]),
+            &[(T0, 50_000.0)],
+        );
+        feed(
+            &mut m,
+            &cadvisor("container_spec_cpu_period", "cart-1", "server", &[]),
+            &[(T0, 100_000.0)],
+        );
+        let s = flush_one(&mut m, "pod/shop/cart-1");
+        assert_eq!(s.metrics["restarts_total"], 4.0);
+        assert_eq!(s.metrics["ready"], 0.0);
+        assert_eq!(s.metrics["cpu_limit_cores"], 2.0);
+        assert_eq!(s.metrics["memory_limit_bytes"], 1e9);
+        assert_eq!(s.metrics["cpu_request_cores"], 0.5);
+        // kube_pod_info's node wins over the cAdvisor series' node label.
+        assert_eq!(s.entity.node.as_deref(), Some("worker-2"));
+        assert_eq!(s.entity.workload.as_deref(), Some("cart"));
+        assert_eq!(crate::output::key_of(&s), "worker-2");
+    }
+
+    #[test]
+    fn node_exporter_cpu_and_memory() {
+        let mut m = Mapper::new(MappingConfig::default());
+        let cpu = |cpu: &str, mode: &str| {
+            labels(&[
+                ("__name__", "node_cpu_seconds_total"),
+                ("cpu", cpu),
+                ("mode", mode),
+                ("instance", "worker-1:9100"),
+                ("job", "node"),
+            ])
+        };
+        // Two CPUs over 10 s: cpu0 busy 6 s (user 4 + system 2), cpu1 busy 2 s.
+        feed(
+            &mut m,
+            &cpu("0", "user"),
+            &[(T0, 100.0), (T0 + 10_000, 104.0)],
+        );
+        feed(
+            &mut m,
+            &cpu("0", "system"),
+            &[(T0, 50.0), (T0 + 10_000, 52.0)],
+        );
+        feed(
+            &mut m,
+            &cpu("0", "idle"),
+            &[(T0, 1000.0), (T0 + 10_000, 1004.0)],
+        );
+        feed(
+            &mut m,
+            &cpu("1", "user"),
+            &[(T0, 10.0), (T0 + 10_000, 12.0)],
+        );
+        feed(
+            &mut m,
+            &cpu("1", "idle"),
+            &[(T0, 2000.0), (T0 + 10_000, 2008.0)],
+        );
+        let mem = |name: &str| labels(&[("__name__", name), ("instance", "worker-1:9100")]);
+        feed(&mut m, &mem("node_memory_MemTotal_bytes"), &[(T0, 1000.0)]);
+        feed(
+            &mut m,
+            &mem("node_memory_MemAvailable_bytes"),
+            &[(T0, 250.0)],
+        );
+        feed(
+            &mut m,
+            &labels(&[
+                ("__name__", "kube_node_status_condition"),
+                ("node", "worker-1"),
+                ("condition", "Ready"),
+                ("status", "true"),
+            ]),
+            &[(T0, 1.0)],
+        );
+        feed(
+            &mut m,
+            &labels(&[
+                ("__name__", "kube_node_status_condition"),
+                ("node", "worker-1"),
+                ("condition", "Ready"),
+                ("status", "false"),
+            ]),
+            &[(T0, 0.0)],
+        );
+        feed(
+            &mut m,
+            &labels(&[
+                ("__name__", "kube_node_status_allocatable"),
+                ("node", "worker-1"),
+                ("resource", "cpu"),
+                ("unit", "core"),
+            ]),
+            &[(T0, 2.0)],
+        );
+        let s = flush_one(&mut m, "node/worker-1");
+        assert!((s.metrics["cpu_usage_cores"] - 0.8).abs() < 1e-9, "{s:?}");
+        assert!((s.metrics["node_cpu_utilization_ratio"] - 0.4).abs() < 1e-9);
+        assert_eq!(s.metrics["memory_working_set_bytes"], 750.0);
+        assert_eq!(s.metrics["node_memory_utilization_ratio"], 0.75);
+        assert_eq!(s.metrics["ready"], 1.0);
+        assert_eq!(s.metrics["cpu_limit_cores"], 2.0);
+        assert_eq!(crate::output::key_of(&s), "worker-1");
+    }
+
+    #[test]
+    fn unknown_and_unlabelled_series_are_counted_and_dropped() {
+        let mut m = Mapper::new(MappingConfig::default());
+        let st = feed(
+            &mut m,
+            &labels(&[("__name__", "go_goroutines")]),
+            &[(T0, 1.0), (T0 + 1, 2.0)],
+        );
+        assert_eq!(
+            st,
+            IngestStats {
+                used: 0,
+                dropped: 2
+            }
+        );
+        assert_eq!(m.dropped(DropReason::UnknownMetric), 2);
+        // cAdvisor's machine-level cgroup (id="/") has no pod.
+        feed(
+            &mut m,
+            &labels(&[
+                ("__name__", "container_memory_working_set_bytes"),
+                ("id", "/"),
+            ]),
+            &[(T0, 1.0)],
+        );
+        feed(&mut m, &labels(&[("job", "x")]), &[(T0, 1.0)]);
+        assert_eq!(m.dropped(DropReason::MissingLabels), 2);
+        feed(
+            &mut m,
+            &cadvisor("container_memory_working_set_bytes", "a", "b", &[]),
+            &[(T0, f64::NAN), (T0 + 1, f64::INFINITY), (-5, 1.0)],
+        );
+        assert_eq!(m.dropped(DropReason::StaleMarker), 1);
+        assert_eq!(m.dropped(DropReason::Invalid), 2);
+        assert!(m.flush(i64::MAX / 2, true).is_empty());
+    }
+
+    #[test]
+    fn a_group_waits_until_complete_and_late_samples_are_dropped() {
+        let cfg = MappingConfig::default();
+        let mut m = Mapper::new(cfg.clone());
+        let mem = cadvisor("container_memory_working_set_bytes", "a", "c", &[]);
+        m.ingest(&mem, [(T0 + 1000, 1.0)].into_iter(), T0 + 1000);
+        // Quiet but the bucket has not ended and nothing newer arrived: not yet.
+        assert!(
+            m.flush(T0 + 1000 + cfg.flush_after_ms as i64, false)
+                .is_empty()
+        );
+        // A newer bucket arrives: the old one flushes once it is quiet.
+        m.ingest(&mem, [(T0 + 15_000, 2.0)].into_iter(), T0 + 15_100);
+        let out = m.flush(T0 + 15_100 + cfg.flush_after_ms as i64 - 1000, false);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].timestamp_ms, T0);
+        assert_eq!(m.open_groups(), 1);
+        // A sample for the flushed bucket is late.
+        let other = cadvisor("container_memory_working_set_bytes", "a", "d", &[]);
+        m.ingest(&other, [(T0 + 2000, 5.0)].into_iter(), T0 + 16_000);
+        assert_eq!(m.dropped(DropReason::Late), 1);
+        // Out of order within a series, and an exact duplicate (not counted).
+        m.ingest(
+            &mem,
+            [(T0 + 14_000, 2.0), (T0 + 15_000, 2.0)].into_iter(),
+            T0 + 16_000,
+        );
+        assert_eq!(m.dropped(DropReason::OutOfOrder), 1);
+        // The last bucket flushes once its end passed and it is quiet.
+        let out = m.flush(T0 + 30_000 + cfg.flush_after_ms as i64, false);
+        assert_eq!(out.len(), 1);
+        assert_eq!(m.open_groups(), 0);
+    }
+
+    #[test]
+    fn state_is_bounded() {
+        let cfg = MappingConfig {
+            max_series: 2,
+            max_open_groups: 3,
+            ..MappingConfig::default()
+        };
+        let mut m = Mapper::new(cfg.clone());
+        let mem = |pod: &str| cadvisor("container_memory_working_set_bytes", pod, "c", &[]);
+        m.ingest(&mem("a"), [(T0, 1.0)].into_iter(), 0);
+        m.ingest(&mem("b"), [(T0, 1.0)].into_iter(), 0);
+        m.ingest(&mem("c"), [(T0, 1.0)].into_iter(), 0);
+        assert_eq!(m.dropped(DropReason::SeriesLimit), 1);
+        assert_eq!(m.series_count(), 2);
+        m.ingest(
+            &mem("a"),
+            [(T0 + 15_000, 1.0)].into_iter(),
+            0,
+        );
+        assert_eq!(m.open_groups(), 3);
+        assert!(m.saturated());
+        m.ingest(&mem("b"), [(T0 + 15_000, 1.0)].into_iter(), 0);
+        assert_eq!(m.dropped(DropReason::GroupLimit), 1);
+        // Everything flushed and, past the TTL, forgotten.
+        m.flush(cfg.series_ttl_ms as i64 + 1, true);
+        assert_eq!((m.series_count(), m.open_groups()), (0, 0));
+        assert!(!m.saturated());
+    }
+
+    #[test]
+    fn node_label_is_configurable_and_ports_are_stripped() {
+        assert_eq!(node_name("10.0.0.1:9100", true), "10.0.0.1");
+        assert_eq!(node_name("[::1]:9100", true), "[::1]");
+        assert_eq!(node_name("fe80::1", true), "fe80::1");
+        assert_eq!(node_name("worker-1:9100", false), "worker-1:9100");
+        let mut m = Mapper::new(MappingConfig {
+            node_labels: vec!["kubernetes_node".into()],
+            ..MappingConfig::default()
+        });
+        let l = labels(&[
+            ("__name__", "node_memory_MemTotal_bytes"),
+            ("instance", "10.0.0.1:9100"),
+            ("kubernetes_node", "worker-9"),
+        ]);
+        feed(&mut m, &l, &[(T0, 1.0)]);
+        feed(
+            &mut m,
+            &labels(&[
+                ("__name__", "node_memory_MemAvailable_bytes"),
+                ("instance", "x:1"),
+            ]),
+            &[(T0, 1.0)],
+        );
+        assert_eq!(m.dropped(DropReason::MissingLabels), 1);
+    }
+
+    proptest! {
+        /// A counter that resets (a restart) never yields a negative rate, and without resets
+        /// the rate is the increase over the time.
+        #[test]
+        fn counter_resets_never_give_negative_rates(
+            steps in proptest::collection::vec((0.0f64..1e6, any::<bool>()), 2..60),
+        ) {
+            let mut m = Mapper::new(MappingConfig::default());
+            let l = cadvisor("container_cpu_usage_seconds_total", "p", "c", &[]);
+            let mut value = 0.0;
+            let samples: Vec<(i64, f64)> = steps
+                .iter()
+                .enumerate()
+                .map(|(i, (inc, reset))| {
+                    value = if *reset { *inc } else { value + inc };
+                    (T0 + i as i64 * 1000, value)
+                })
+                .collect();
+            m.ingest(&l, samples.into_iter(), 0);
+            for s in m.flush(i64::MAX / 2, true) {
+                let v = s.metrics["cpu_usage_cores"];
+                prop_assert!(v >= 0.0 && v.is_finite(), "{v}");
+            }
+        }
+    }
 }

@@ -18,10 +18,7 @@ use crate::telemetry;
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
     #[error("kafka.brokers = {brokers:?}: cannot create the producer: {source}")]
-    Producer {
-        brokers: String,
-        source: KafkaError,
-    },
+    Producer { brokers: String, source: KafkaError },
     #[error("output.path = {path:?}: {source}")]
     File {
         path: String,
@@ -96,11 +93,10 @@ impl Output {
         ]);
         // Set after the user's properties, which validation keeps from naming them.
         cfg.set("enable.idempotence", "true").set("acks", "all");
-        let producer: FutureProducer =
-            cfg.create().map_err(|source| OutputError::Producer {
-                brokers: k.brokers.clone(),
-                source,
-            })?;
+        let producer: FutureProducer = cfg.create().map_err(|source| OutputError::Producer {
+            brokers: k.brokers.clone(),
+            source,
+        })?;
         Ok(Output::Kafka {
             producer,
             topic: k.samples_topic.clone(),
@@ -117,8 +113,7 @@ impl Output {
             Output::Ndjson(w) => {
                 let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
                 for s in samples {
-                    serde_json::to_writer(&mut *w, s)
-                        .map_err(|e| OutputError::Write(e.into()))?;
+                    serde_json::to_writer(&mut *w, s).map_err(|e| OutputError::Write(e.into()))?;
                     w.write_all(b"\n").map_err(OutputError::Write)?;
                 }
                 w.flush().map_err(OutputError::Write)?;
@@ -152,9 +147,10 @@ impl Output {
                                 break;
                             }
                             // librdkafka's queue is full: wait for deliveries to drain it.
-                            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
-                                if tokio::time::Instant::now() < deadline =>
-                            {
+                            Err((
+                                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                                _,
+                            )) if tokio::time::Instant::now() < deadline => {
                                 tokio::time::sleep(Duration::from_millis(50)).await;
                             }
                             Err((e, _)) => {

@@ -196,7 +196,13 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(matches!(e, DecodeError::TooLarge { what: "the body", .. }));
+        assert!(matches!(
+            e,
+            DecodeError::TooLarge {
+                what: "the body",
+                ..
+            }
+        ));
         // A tiny body whose header claims 1 GiB: refused from the header alone.
         let mut bomb = Vec::new();
         let mut n: u64 = 1 << 30;

@@ -84,9 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(prometheus))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .fallback(|| async {
-            AppError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
-        })
+        .fallback(|| async { AppError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), time_limit))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -149,18 +147,19 @@ async fn write_inner(
         }
     }
     let header_str = |h: header::HeaderName| {
-        headers
-            .get(&h)
-            .map(|v| v.to_str().unwrap_or("<not text>").trim().to_ascii_lowercase())
+        headers.get(&h).map(|v| {
+            v.to_str()
+                .unwrap_or("<not text>")
+                .trim()
+                .to_ascii_lowercase()
+        })
     };
     let content_type = header_str(header::CONTENT_TYPE).unwrap_or_default();
     if content_type.split(';').next().map(str::trim) != Some("application/x-protobuf") {
         return Err(AppError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            format!(
-                "Content-Type {content_type:?}: remote write 1.0 sends application/x-protobuf"
-            ),
+            format!("Content-Type {content_type:?}: remote write 1.0 sends application/x-protobuf"),
         ));
     }
     let encoding = header_str(header::CONTENT_ENCODING).unwrap_or_default();

@@ -46,8 +46,14 @@ pub fn describe() {
         PUBLISH_FAILED,
         "Metric samples the output failed to take (Kafka delivery failed after retries)."
     );
-    describe_gauge!(SERIES_TRACKED, "Prometheus series with state (rates, dedup).");
-    describe_gauge!(OPEN_GROUPS, "(entity, bucket) groups waiting to be flushed.");
+    describe_gauge!(
+        SERIES_TRACKED,
+        "Prometheus series with state (rates, dedup)."
+    );
+    describe_gauge!(
+        OPEN_GROUPS,
+        "(entity, bucket) groups waiting to be flushed."
+    );
     describe_counter!(
         POLLS,
         "Queries of the Prometheus HTTP API in scrape mode, by result (ok or error)."
