@@ -1455,11 +1455,7 @@ mod tests {
         m.ingest(&mem("c"), [(T0, 1.0)].into_iter(), 0);
         assert_eq!(m.dropped(DropReason::SeriesLimit), 1);
         assert_eq!(m.series_count(), 2);
-        m.ingest(
-            &mem("a"),
-            [(T0 + 15_000, 1.0)].into_iter(),
-            0,
-        );
+        m.ingest(&mem("a"), [(T0 + 15_000, 1.0)].into_iter(), 0);
         assert_eq!(m.open_groups(), 3);
         assert!(m.saturated());
         m.ingest(&mem("b"), [(T0 + 15_000, 1.0)].into_iter(), 0);
