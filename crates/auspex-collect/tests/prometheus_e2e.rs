@@ -398,9 +398,8 @@ async fn prometheus_remote_writes_through_collect_into_kafka() {
     let url = format!("http://{}/api/v1/write", collector.local_addr());
     let prometheus = start_prometheus(exposition, Some(&url)).await;
 
-    let by_id = tokio::task::block_in_place(|| {
-        read_topic(&broker, "samples", Duration::from_secs(90))
-    });
+    let by_id =
+        tokio::task::block_in_place(|| read_topic(&broker, "samples", Duration::from_secs(90)));
     assert!(
         complete(&by_id),
         "not every entity arrived twice: {:?}\nprometheus log:\n{}",
