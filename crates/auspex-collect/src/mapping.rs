@@ -387,6 +387,13 @@ impl Mapper {
                 workload,
             } => {
                 let key = (pod.namespace.clone().unwrap_or_default(), pod.name.clone());
+                if !self.pods.contains_key(&key) && self.pods.len() >= self.config.max_series {
+                    self.drop_n(DropReason::SeriesLimit, n);
+                    return IngestStats {
+                        used: 0,
+                        dropped: n,
+                    };
+                }
                 self.pods.insert(
                     key,
                     PodMeta {
@@ -415,15 +422,18 @@ impl Mapper {
                 target.entity.namespace.clone().unwrap_or_default(),
                 target.entity.name.clone(),
             );
-            let meta = self.pods.entry(key).or_insert_with(|| PodMeta {
-                node: None,
-                workload: None,
-                from_info: false,
-                seen_ms: now_ms,
-            });
-            if !meta.from_info {
-                meta.node = Some(node.clone());
-                meta.seen_ms = now_ms;
+            // Bounded like the series: past the limit a pod just goes without its node.
+            if self.pods.contains_key(&key) || self.pods.len() < self.config.max_series {
+                let meta = self.pods.entry(key).or_insert_with(|| PodMeta {
+                    node: None,
+                    workload: None,
+                    from_info: false,
+                    seen_ms: now_ms,
+                });
+                if !meta.from_info {
+                    meta.node = Some(node.clone());
+                    meta.seen_ms = now_ms;
+                }
             }
         }
         let id = series_id(labels);
@@ -1019,7 +1029,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const T0: i64 = 1_700_000_010_000 - 1_700_000_010_000 % 15_000;
+    /// A bucket start (a multiple of the default 15 s resolution).
+    const T0: i64 = 1_700_000_010_000;
 
     fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
         let mut v: Vec<Label> = pairs.iter().map(|(n, v)| Label::new(*n, *v)).collect();
