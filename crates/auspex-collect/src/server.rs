@@ -162,6 +162,23 @@ async fn write_inner(
             format!("Content-Type {content_type:?}: remote write 1.0 sends application/x-protobuf"),
         ));
     }
+    // Remote write 2.0 sends `application/x-protobuf;proto=io.prometheus.write.v2.Request`:
+    // another message on the same media type, which must not be read as 1.0.
+    if let Some(proto) = content_type
+        .split(';')
+        .skip(1)
+        .find_map(|p| p.trim().strip_prefix("proto="))
+        && proto.trim_matches('"') != "prometheus.writerequest"
+    {
+        return Err(AppError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "Content-Type {content_type:?}: only remote write 1.0 (prometheus.WriteRequest) \
+                 is accepted"
+            ),
+        ));
+    }
     let encoding = header_str(header::CONTENT_ENCODING).unwrap_or_default();
     if encoding != "snappy" {
         return Err(AppError::new(

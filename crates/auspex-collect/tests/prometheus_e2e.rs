@@ -472,6 +472,16 @@ async fn prometheus_remote_writes_through_collect_into_kafka() {
         415
     );
     assert_eq!(post(good.clone(), pb, "gzip").await.unwrap().status(), 415);
+    let v2 = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
+    assert_eq!(
+        post(good.clone(), v2, "snappy").await.unwrap().status(),
+        415
+    );
+    let v1 = "application/x-protobuf;proto=prometheus.WriteRequest";
+    assert_eq!(
+        post(good.clone(), v1, "snappy").await.unwrap().status(),
+        204
+    );
     let r = post(b"\xff\xff\xff\xff garbage".to_vec(), pb, "snappy")
         .await
         .unwrap();

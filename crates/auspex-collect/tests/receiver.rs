@@ -66,8 +66,14 @@ async fn token_limits_and_backpressure() {
     let now = auspex_collect::now_ms();
 
     assert_eq!(post(&url, body(&["a"], now), None).await.status(), 401);
-    assert_eq!(post(&url, body(&["a"], now), Some("wrong")).await.status(), 401);
-    assert_eq!(post(&url, body(&["a"], now), Some("s3cret")).await.status(), 204);
+    assert_eq!(
+        post(&url, body(&["a"], now), Some("wrong")).await.status(),
+        401
+    );
+    assert_eq!(
+        post(&url, body(&["a"], now), Some("s3cret")).await.status(),
+        204
+    );
 
     // A small body announcing 1 MiB decompressed: refused from the header.
     let mut bomb = vec![0x80, 0x80, 0x40];
@@ -79,15 +85,27 @@ async fn token_limits_and_backpressure() {
         reason["reason"].as_str().unwrap().contains("decompressed"),
         "{reason}"
     );
-    assert_eq!(post(&url, vec![0; 2000], Some("s3cret")).await.status(), 413);
+    assert_eq!(
+        post(&url, vec![0; 2000], Some("s3cret")).await.status(),
+        413
+    );
 
     // Two groups wait (flush_after_ms is a minute): the next request is told to retry.
-    assert_eq!(post(&url, body(&["b"], now), Some("s3cret")).await.status(), 204);
+    assert_eq!(
+        post(&url, body(&["b"], now), Some("s3cret")).await.status(),
+        204
+    );
     let r = post(&url, body(&["c"], now), Some("s3cret")).await;
     assert_eq!(r.status(), 503);
     let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 503);
-    assert_eq!(reqwest::get(format!("{base}/healthz")).await.unwrap().status(), 200);
+    assert_eq!(
+        reqwest::get(format!("{base}/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     // Stopping flushes what waited: a and b, not c.
     tokio::time::timeout(Duration::from_secs(30), collector.stop())
