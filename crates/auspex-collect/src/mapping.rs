@@ -648,12 +648,18 @@ impl Mapper {
         // cAdvisor names pods `pod` (older kubelets: `pod_name`) and containers `container`
         // (`container_name`); `container=""` is the pod's own cgroup (the sum of its
         // containers) and `POD` the pause container (docker).
+        // Standalone cAdvisor (not the kubelet's) has only the runtime's labels.
         let pod = || {
-            let ns = get("namespace")?;
-            let pod = get("pod").or_else(|| get("pod_name"))?;
+            let ns =
+                get("namespace").or_else(|| get("container_label_io_kubernetes_pod_namespace"))?;
+            let pod = get("pod")
+                .or_else(|| get("pod_name"))
+                .or_else(|| get("container_label_io_kubernetes_pod_name"))?;
             Some(EntityRef::pod(ns, pod))
         };
-        let container = get("container").or_else(|| get("container_name"));
+        let container = get("container")
+            .or_else(|| get("container_name"))
+            .or_else(|| get("container_label_io_kubernetes_container_name"));
         let is_app_container = !matches!(container, None | Some("POD"));
         let cadvisor = |slot: Slot, combine: Combine, sub: String, app_only: bool| {
             let Some(entity) = pod() else {
@@ -1095,6 +1101,37 @@ mod tests {
         let s = flush_one(&mut m, "pod/shop/cart-1");
         assert!((s.metrics["cpu_usage_cores"] - 0.75).abs() < 1e-9, "{s:?}");
         assert_eq!(s.entity.node.as_deref(), Some("worker-1"));
+    }
+
+    #[test]
+    fn standalone_cadvisor_labels_name_the_pod() {
+        let mut m = Mapper::new(MappingConfig::default());
+        let l = |container: &str, cpu: &str| {
+            labels(&[
+                ("__name__", "container_cpu_usage_seconds_total"),
+                ("container_label_io_kubernetes_container_name", container),
+                ("container_label_io_kubernetes_pod_name", "cart-1"),
+                ("container_label_io_kubernetes_pod_namespace", "shop"),
+                ("cpu", cpu),
+                ("id", "/docker/abc"),
+                ("instance", "worker-3:8080"),
+            ])
+        };
+        // Per-CPU series (cAdvisor's percpu metrics) add up.
+        feed(
+            &mut m,
+            &l("server", "cpu00"),
+            &[(T0, 1.0), (T0 + 1000, 1.5)],
+        );
+        feed(
+            &mut m,
+            &l("server", "cpu01"),
+            &[(T0, 1.0), (T0 + 1000, 1.25)],
+        );
+        feed(&mut m, &l("POD", "cpu00"), &[(T0, 1.0), (T0 + 1000, 2.0)]);
+        let s = flush_one(&mut m, "pod/shop/cart-1");
+        assert!((s.metrics["cpu_usage_cores"] - 0.75).abs() < 1e-9, "{s:?}");
+        assert_eq!(s.entity.node.as_deref(), Some("worker-3"));
     }
 
     #[test]
