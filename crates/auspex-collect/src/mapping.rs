@@ -379,7 +379,8 @@ impl Mapper {
         now_ms: i64,
     ) -> IngestStats {
         let n = samples.len() as u64;
-        let target = match self.classify(labels) {
+        let id = series_id(labels);
+        let target = match self.classify(labels, id) {
             Classified::Target(t) => t,
             Classified::PodInfo {
                 pod,
@@ -436,7 +437,6 @@ impl Mapper {
                 }
             }
         }
-        let id = series_id(labels);
         if !self.series.contains_key(&id) && self.series.len() >= self.config.max_series {
             self.drop_n(DropReason::SeriesLimit, n);
             return IngestStats {
@@ -627,7 +627,7 @@ impl Mapper {
         out
     }
 
-    fn classify(&self, labels: &[Label]) -> Classified {
+    fn classify(&self, labels: &[Label], id: u64) -> Classified {
         let get = |name: &str| {
             labels
                 .iter()
@@ -677,7 +677,7 @@ impl Mapper {
             })
         };
         let container_sub = container.unwrap_or("").to_string();
-        let series_sub = format!("{:016x}", series_id(labels));
+        let series_sub = format!("{id:016x}");
         let ksm_pod = |slot: Slot, combine: Combine, sub: String| match pod() {
             Some(entity) => Classified::Target(Target {
                 entity,
