@@ -46,7 +46,11 @@ pub fn key_of(sample: &MetricSample) -> String {
 
 pub enum Output {
     Kafka {
-        producer: FutureProducer,
+        /// Replaced when librdkafka reports a fatal error (the idempotent producer can enter
+        /// one after deliveries time out): a fatal producer never sends again.
+        producer: Mutex<FutureProducer>,
+        config: rdkafka::ClientConfig,
+        brokers: String,
         topic: String,
         timeout: Duration,
     },
@@ -98,7 +102,9 @@ impl Output {
             source,
         })?;
         Ok(Output::Kafka {
-            producer,
+            producer: Mutex::new(producer),
+            config: cfg,
+            brokers: k.brokers.clone(),
             topic: k.samples_topic.clone(),
             timeout: Duration::from_millis(k.delivery_timeout_ms),
         })
@@ -121,79 +127,104 @@ impl Output {
                 Ok(())
             }
             Output::Kafka {
-                producer,
+                producer: slot,
+                config,
+                brokers,
                 topic,
                 timeout,
             } => {
-                let mut pending = Vec::with_capacity(samples.len());
-                let mut failed = 0usize;
-                let mut reason = String::new();
-                for s in samples {
-                    let payload = match serde_json::to_vec(s) {
-                        Ok(p) => p,
-                        Err(e) => {
-                            failed += 1;
-                            reason = e.to_string();
-                            continue;
-                        }
-                    };
-                    let key = key_of(s);
-                    let deadline = tokio::time::Instant::now() + *timeout;
-                    loop {
-                        let record = FutureRecord::to(topic).key(&key).payload(&payload);
-                        match producer.send_result(record) {
-                            Ok(f) => {
-                                pending.push(f);
-                                break;
-                            }
-                            // librdkafka's queue is full: wait for deliveries to drain it.
-                            Err((
-                                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
-                                _,
-                            )) if tokio::time::Instant::now() < deadline => {
-                                tokio::time::sleep(Duration::from_millis(50)).await;
-                            }
-                            Err((e, _)) => {
-                                failed += 1;
-                                reason = e.to_string();
-                                break;
-                            }
+                let producer = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let result = Self::send_all(&producer, topic, *timeout, samples).await;
+                if let Some((code, reason)) = producer.client().fatal_error() {
+                    tracing::error!(?code, %reason, "the Kafka producer failed fatally: recreating it");
+                    match config.create::<FutureProducer>() {
+                        Ok(p) => *slot.lock().unwrap_or_else(|p| p.into_inner()) = p,
+                        Err(source) => {
+                            return Err(OutputError::Producer {
+                                brokers: brokers.clone(),
+                                source,
+                            });
                         }
                     }
                 }
-                for f in pending {
-                    match f.await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err((e, _))) => {
-                            failed += 1;
-                            reason = e.to_string();
-                        }
-                        Err(_) => {
-                            failed += 1;
-                            reason = "the producer was dropped".into();
-                        }
-                    }
-                }
-                let ok = samples.len() - failed;
-                metrics::counter!(telemetry::SAMPLES_PUBLISHED).increment(ok as u64);
-                if failed > 0 {
-                    metrics::counter!(telemetry::PUBLISH_FAILED).increment(failed as u64);
-                    return Err(OutputError::Delivery {
-                        topic: topic.clone(),
-                        failed,
-                        total: samples.len(),
-                        reason,
-                    });
-                }
-                Ok(())
+                result
             }
         }
+    }
+
+    async fn send_all(
+        producer: &FutureProducer,
+        topic: &str,
+        timeout: Duration,
+        samples: &[MetricSample],
+    ) -> Result<(), OutputError> {
+        let mut pending = Vec::with_capacity(samples.len());
+        let mut failed = 0usize;
+        let mut reason = String::new();
+        for s in samples {
+            let payload = match serde_json::to_vec(s) {
+                Ok(p) => p,
+                Err(e) => {
+                    failed += 1;
+                    reason = e.to_string();
+                    continue;
+                }
+            };
+            let key = key_of(s);
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                let record = FutureRecord::to(topic).key(&key).payload(&payload);
+                match producer.send_result(record) {
+                    Ok(f) => {
+                        pending.push(f);
+                        break;
+                    }
+                    // librdkafka's queue is full: wait for deliveries to drain it.
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                        if tokio::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err((e, _)) => {
+                        failed += 1;
+                        reason = e.to_string();
+                        break;
+                    }
+                }
+            }
+        }
+        for f in pending {
+            match f.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    failed += 1;
+                    reason = e.to_string();
+                }
+                Err(_) => {
+                    failed += 1;
+                    reason = "the producer was dropped".into();
+                }
+            }
+        }
+        let ok = samples.len() - failed;
+        metrics::counter!(telemetry::SAMPLES_PUBLISHED).increment(ok as u64);
+        if failed > 0 {
+            metrics::counter!(telemetry::PUBLISH_FAILED).increment(failed as u64);
+            return Err(OutputError::Delivery {
+                topic: topic.to_string(),
+                failed,
+                total: samples.len(),
+                reason,
+            });
+        }
+        Ok(())
     }
 
     /// Waits (bounded) for anything still queued.
     pub fn close(&self, wait: Duration) {
         match self {
             Output::Kafka { producer, .. } => {
+                let producer = producer.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 if let Err(e) = producer.flush(wait) {
                     tracing::warn!(%e, "samples still queued for Kafka at shutdown");
                 }
