@@ -5,6 +5,7 @@
 
 use std::io::Write;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use auspex_kafka::KafkaSettings;
@@ -35,6 +36,9 @@ pub enum OutputError {
     Write(std::io::Error),
 }
 
+/// Batches in a row with no sample delivered before the producer is recreated.
+const RECREATE_AFTER_FAILED_BATCHES: u32 = 3;
+
 /// The partitioning key: the node, so one node's samples stay in order on one partition.
 pub fn key_of(sample: &MetricSample) -> String {
     match (&sample.entity.node, sample.entity.kind) {
@@ -50,6 +54,8 @@ pub enum Output {
         /// one after deliveries time out): a fatal producer never sends again.
         producer: Mutex<FutureProducer>,
         config: rdkafka::ClientConfig,
+        /// Batches in a row of which no sample was delivered.
+        failures: AtomicU32,
         brokers: String,
         topic: String,
         timeout: Duration,
@@ -104,6 +110,7 @@ impl Output {
         Ok(Output::Kafka {
             producer: Mutex::new(producer),
             config: cfg,
+            failures: AtomicU32::new(0),
             brokers: k.brokers.clone(),
             topic: k.samples_topic.clone(),
             timeout: Duration::from_millis(k.delivery_timeout_ms),
@@ -129,14 +136,30 @@ impl Output {
             Output::Kafka {
                 producer: slot,
                 config,
+                failures,
                 brokers,
                 topic,
                 timeout,
             } => {
                 let producer = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 let result = Self::send_all(&producer, topic, *timeout, samples).await;
-                if let Some((code, reason)) = producer.client().fatal_error() {
-                    tracing::error!(?code, %reason, "the Kafka producer failed fatally: recreating it");
+                let all_failed = matches!(
+                    &result,
+                    Err(OutputError::Delivery { failed, total, .. }) if failed == total
+                );
+                let streak = if all_failed {
+                    failures.fetch_add(1, Ordering::Relaxed) + 1
+                } else {
+                    failures.store(0, Ordering::Relaxed);
+                    0
+                };
+                let fatal = producer.client().fatal_error();
+                // A fatal producer never sends again; and one whose every delivery failed for
+                // several batches in a row may hold a producer id the broker no longer accepts
+                // (seen with tansu after a restart): a fresh producer gets a new id.
+                if fatal.is_some() || streak >= RECREATE_AFTER_FAILED_BATCHES {
+                    tracing::error!(?fatal, streak, "recreating the Kafka producer");
+                    failures.store(0, Ordering::Relaxed);
                     match config.create::<FutureProducer>() {
                         Ok(p) => *slot.lock().unwrap_or_else(|p| p.into_inner()) = p,
                         Err(source) => {

@@ -1,5 +1,4 @@
-//! The Kafka output when the broker goes away (a real tansu broker, killed and restarted with
-//! its storage): samples that librdkafka gives up on are counted and `/readyz` says 503; once
+//! The Kafka output when the broker goes away (a real tansu broker, killed and restarted): samples that librdkafka gives up on are counted and `/readyz` says 503; once
 //! the broker is back, the next publish succeeds, `/readyz` recovers and the new samples are on
 //! the topic, keyed by node.
 
@@ -102,7 +101,10 @@ fn read_until(broker: &Broker, pod: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_broker_outage_turns_readiness_off_and_back_on() {
-    let mut broker = Broker::durable();
+    // Memory storage: tansu 0.6's SQLite engine panics on an idempotent producer's batch after
+    // a restart ("more or less than one row", tansu-storage lite.rs) and then refuses every
+    // request, which would test tansu, not collect. The topic is created again after the restart.
+    let mut broker = Broker::start();
     broker.create_topic("samples", 1);
     let mut cfg = CollectConfig::default();
     cfg.http.listen = "127.0.0.1:0".into();
@@ -131,6 +133,7 @@ async fn a_broker_outage_turns_readiness_off_and_back_on() {
     wait_ready(&base, 503, Duration::from_secs(20)).await;
 
     broker.restart();
+    broker.create_topic("samples", 1);
     // Publishes are retried only for new samples: send one until readiness comes back.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -161,7 +164,7 @@ async fn a_broker_outage_turns_readiness_off_and_back_on() {
     }
     collector.stop().await.unwrap();
 
-    // What was on the topic before the outage is the broker's business (seen above); here,
+    // The broker lost the topic's past with its memory (seen above before the outage); here,
     // that samples flow again.
     let pods = tokio::task::block_in_place(|| read_until(&broker, "after"));
     assert!(pods.iter().any(|p| p == "after"), "{pods:?}");
