@@ -135,60 +135,7 @@ impl ServeConfig {
         env: impl IntoIterator<Item = (String, String)>,
         sets: &[String],
     ) -> Result<ServeConfig> {
-        let mut table = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the config file {}", path.display()))?;
-                toml::from_str::<toml::Table>(&text)
-                    .with_context(|| format!("{}: not valid TOML", path.display()))?
-            }
-            None => toml::Table::new(),
-        };
-        let mut env: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-            .collect();
-        env.sort();
-        for (k, v) in env {
-            let mut path: Vec<String> = k[ENV_PREFIX.len()..]
-                .split("__")
-                .map(str::to_ascii_lowercase)
-                .collect();
-            // librdkafka names use dots, never underscores:
-            // AUSPEX__KAFKA__PROPERTIES__SASL_PASSWORD sets `sasl.password`.
-            if path.len() > 2 && path[0] == "kafka" && path[1] == "properties" {
-                let name = path[2..].join(".").replace('_', ".");
-                path.truncate(2);
-                path.push(name);
-            }
-            insert(&mut table, &path, &v).with_context(|| format!("environment variable {k}"))?;
-        }
-        for s in sets {
-            let (k, v) = s
-                .split_once('=')
-                .with_context(|| format!("--set {s:?}: expected section.key=value"))?;
-            let mut path: Vec<String> = k.trim().split('.').map(str::to_string).collect();
-            // `kafka.properties.sasl.mechanisms=...`: the rest is one librdkafka name.
-            if path.len() > 2 && path[0] == "kafka" && path[1] == "properties" {
-                let name = path[2..].join(".");
-                path.truncate(2);
-                path.push(name);
-            }
-            insert(&mut table, &path, v.trim()).with_context(|| format!("--set {s:?}"))?;
-        }
-        let from = file.map_or_else(
-            || "the configuration".to_string(),
-            |p| format!("the configuration ({} with overrides)", p.display()),
-        );
-        let de = toml::Value::Table(table);
-        let config: ServeConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            anyhow::anyhow!("{from}: key `{key}`: {}", e.inner())
-        })?;
-        config
-            .validate()
-            .map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
-        Ok(config)
+        load_layered(file, env, ENV_PREFIX, sets, ServeConfig::validate)
     }
 
     /// A copy safe to print: passwords, secrets and tokens replaced.
@@ -251,6 +198,72 @@ impl ServeConfig {
         }
         Ok(())
     }
+}
+
+/// The layered loader behind [`ServeConfig::load`], for any config struct (`auspex collect`
+/// uses it too): `file` (TOML, if any), then the variables of `env` starting with `prefix`
+/// (`PREFIX<SECTION>__<KEY>`), then `sets` (`section.key=value`), each overriding the one
+/// before; deserialised into `T` and checked by `validate`. Errors name the key and where the
+/// configuration came from.
+pub fn load_layered<T: serde::de::DeserializeOwned>(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    prefix: &str,
+    sets: &[String],
+    validate: impl FnOnce(&T) -> Result<(), String>,
+) -> Result<T> {
+    let mut table = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the config file {}", path.display()))?;
+            toml::from_str::<toml::Table>(&text)
+                .with_context(|| format!("{}: not valid TOML", path.display()))?
+        }
+        None => toml::Table::new(),
+    };
+    let mut env: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .collect();
+    env.sort();
+    for (k, v) in env {
+        let mut path: Vec<String> = k[prefix.len()..]
+            .split("__")
+            .map(str::to_ascii_lowercase)
+            .collect();
+        // librdkafka names use dots, never underscores:
+        // AUSPEX__KAFKA__PROPERTIES__SASL_PASSWORD sets `sasl.password`.
+        if path.len() > 2 && path[0] == "kafka" && path[1] == "properties" {
+            let name = path[2..].join(".").replace('_', ".");
+            path.truncate(2);
+            path.push(name);
+        }
+        insert(&mut table, &path, &v).with_context(|| format!("environment variable {k}"))?;
+    }
+    for s in sets {
+        let (k, v) = s
+            .split_once('=')
+            .with_context(|| format!("--set {s:?}: expected section.key=value"))?;
+        let mut path: Vec<String> = k.trim().split('.').map(str::to_string).collect();
+        // `kafka.properties.sasl.mechanisms=...`: the rest is one librdkafka name.
+        if path.len() > 2 && path[0] == "kafka" && path[1] == "properties" {
+            let name = path[2..].join(".");
+            path.truncate(2);
+            path.push(name);
+        }
+        insert(&mut table, &path, v.trim()).with_context(|| format!("--set {s:?}"))?;
+    }
+    let from = file.map_or_else(
+        || "the configuration".to_string(),
+        |p| format!("the configuration ({} with overrides)", p.display()),
+    );
+    let de = toml::Value::Table(table);
+    let config: T = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        anyhow::anyhow!("{from}: key `{key}`: {}", e.inner())
+    })?;
+    validate(&config).map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
+    Ok(config)
 }
 
 /// Sets `path` in `table` to `raw`, read as a TOML value when it parses as one.

@@ -42,6 +42,10 @@ pub enum Command {
     /// The service: Kafka in and out (or the embedded default without brokers), the HTTP API
     /// and `/metrics`, alerts to Kafka, stdout or Alertmanager.
     Serve(crate::serve::ServeArgs),
+    /// Prometheus into auspex: a remote-write receiver (and/or a poller of Prometheus's HTTP
+    /// API) that maps cAdvisor, kube-state-metrics and node-exporter series to metric samples
+    /// on the samples topic, or NDJSON without brokers.
+    Collect(crate::collect::CollectArgs),
 }
 
 /// Simulator settings shared by `simulate` and `run`.

@@ -5,6 +5,7 @@
 
 mod byo;
 mod cli;
+mod collect;
 mod datasets;
 mod learn;
 mod serve;
@@ -32,6 +33,7 @@ fn run(cli: cli::Cli) -> Result<()> {
         cli::Command::Train(args) => learn::train(args),
         cli::Command::Evaluate(args) => learn::evaluate(args),
         cli::Command::Serve(args) => serve::serve(args),
+        cli::Command::Collect(args) => collect::collect(args),
     }
 }
 

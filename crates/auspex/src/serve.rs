@@ -214,7 +214,7 @@ fn embedded(config: &ServeConfig, shared: &Shared, stop: Arc<AtomicBool>) -> Res
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -1,0 +1,61 @@
+//! `collect`'s own metrics. Every label has a small fixed set of values (a drop reason, an HTTP
+//! status class, a poll result): no series per entity or per scraped series.
+
+pub const SERIES_DROPPED: &str = "auspex_collect_series_dropped_total";
+pub const SAMPLES_RECEIVED: &str = "auspex_collect_samples_received_total";
+pub const WRITE_REQUESTS: &str = "auspex_collect_write_requests_total";
+pub const SAMPLES_PUBLISHED: &str = "auspex_collect_samples_published_total";
+pub const PUBLISH_FAILED: &str = "auspex_collect_publish_failed_total";
+pub const SERIES_TRACKED: &str = "auspex_collect_series_tracked";
+pub const OPEN_GROUPS: &str = "auspex_collect_open_groups";
+pub const POLLS: &str = "auspex_collect_polls_total";
+
+/// Every metric `collect` exports.
+pub const ALL: [&str; 8] = [
+    SERIES_DROPPED,
+    SAMPLES_RECEIVED,
+    WRITE_REQUESTS,
+    SAMPLES_PUBLISHED,
+    PUBLISH_FAILED,
+    SERIES_TRACKED,
+    OPEN_GROUPS,
+    POLLS,
+];
+
+/// Registers help texts with the installed recorder (a no-op without one).
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_counter!(
+        SERIES_DROPPED,
+        "Prometheus samples not used, by reason (unknown_metric, missing_labels, stale_marker, \
+         invalid, out_of_order, late, series_limit, group_limit)."
+    );
+    describe_counter!(
+        SAMPLES_RECEIVED,
+        "Prometheus samples received, by source (remote_write or query)."
+    );
+    describe_counter!(
+        WRITE_REQUESTS,
+        "Remote-write requests answered, by status code."
+    );
+    describe_counter!(
+        SAMPLES_PUBLISHED,
+        "Metric samples written to the output (Kafka acknowledged, or NDJSON written)."
+    );
+    describe_counter!(
+        PUBLISH_FAILED,
+        "Metric samples the output failed to take (Kafka delivery failed after retries)."
+    );
+    describe_gauge!(
+        SERIES_TRACKED,
+        "Prometheus series with state (rates, dedup)."
+    );
+    describe_gauge!(
+        OPEN_GROUPS,
+        "(entity, bucket) groups waiting to be flushed."
+    );
+    describe_counter!(
+        POLLS,
+        "Queries of the Prometheus HTTP API in scrape mode, by result (ok or error)."
+    );
+}
