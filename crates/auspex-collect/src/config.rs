@@ -24,6 +24,11 @@ pub struct CollectConfig {
     pub output: OutputSection,
     /// Scrape mode: poll a Prometheus HTTP API (set `scrape.url`).
     pub scrape: ScrapeSection,
+    /// The Kubernetes topology watcher (docs/WATCH.md): present (even as an empty `[watch]`
+    /// table), pods, nodes, services and EndpointSlices become topology events on
+    /// `kafka.topology_topic` (or in the NDJSON output). It needs the in-cluster service
+    /// account (or `KUBECONFIG`) and the read-only RBAC in deploy/kubernetes/collect.
+    pub watch: Option<auspex_watch::WatchConfig>,
 }
 
 /// `[http]`
@@ -67,6 +72,9 @@ pub struct KafkaSection {
     /// The topic `serve` consumes samples from; each sample is keyed by its node (else its
     /// entity id).
     pub samples_topic: String,
+    /// The (compacted) topic `serve` reads topology events from, written when `[watch]` is on;
+    /// each event is keyed by what it is about (an entity id, or `from|kind|to` for an edge).
+    pub topology_topic: String,
     /// librdkafka properties passed through (SASL, TLS, ...); they override auspex's defaults
     /// but not `enable.idempotence` and `acks`.
     pub properties: BTreeMap<String, String>,
@@ -80,6 +88,7 @@ impl Default for KafkaSection {
         KafkaSection {
             brokers: String::new(),
             samples_topic: "samples".into(),
+            topology_topic: "topology".into(),
             properties: BTreeMap::new(),
             delivery_timeout_ms: 30_000,
         }
@@ -176,6 +185,13 @@ impl CollectConfig {
         }
         if self.output.path.is_empty() {
             return Err("output.path: must be a file or `-` for stdout".into());
+        }
+        if let Some(w) = &self.watch {
+            w.validate()
+                .map_err(|e| format!("watch.{}: {}", e.key, e.reason))?;
+            if self.kafka.enabled() && self.kafka.topology_topic.trim().is_empty() {
+                return Err("kafka.topology_topic: must not be empty when [watch] is on".into());
+            }
         }
         if let Some(url) = &self.scrape.url {
             match reqwest::Url::parse(url) {

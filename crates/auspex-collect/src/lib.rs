@@ -4,6 +4,9 @@
 //! per time bucket, and the samples are published to the samples topic `serve` consumes (or
 //! written as NDJSON).
 //!
+//! With `[watch]`, the Kubernetes topology watcher (`auspex-watch`) runs here too and its
+//! topology events go to the topology topic (or the same NDJSON output).
+//!
 //! A source in the pipeline's terms: it depends on the model and on Kafka settings, never on
 //! anything downstream. The stages: [`remote_write`] (wire format) and [`scrape`] (HTTP API
 //! poller) → [`mapping`] (series → samples, all state bounded) → [`output`] (Kafka or NDJSON);
@@ -48,6 +51,8 @@ pub struct Collector {
     server: JoinHandle<std::io::Result<()>>,
     flusher: JoinHandle<()>,
     poller: Option<JoinHandle<()>>,
+    /// The Kubernetes watcher and the task publishing its events.
+    watcher: Option<(JoinHandle<()>, JoinHandle<()>)>,
 }
 
 /// What a collector did before it stopped.
@@ -128,6 +133,10 @@ impl Collector {
                 }
             })
         });
+        let watcher = match config.watch.clone() {
+            None => None,
+            Some(w) => Some(start_watcher(w, output.clone(), stopped.clone()).await?),
+        };
         tracing::info!(%addr, "collect listening");
         Ok(Collector {
             addr,
@@ -136,6 +145,7 @@ impl Collector {
             server,
             flusher,
             poller,
+            watcher,
         })
     }
 
@@ -150,6 +160,11 @@ impl Collector {
         if let Some(p) = self.poller {
             let _ = p.await;
         }
+        if let Some((watch, forward)) = self.watcher {
+            watch.abort();
+            // The forwarder publishes what the watcher had handed over, then ends.
+            let _ = tokio::time::timeout(Duration::from_secs(30), forward).await;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
         // The flusher does the final flush of everything when it sees the stop.
         let _ = tokio::time::timeout(Duration::from_secs(60), self.flusher).await;
@@ -160,6 +175,67 @@ impl Collector {
             .series_count();
         Ok(Stats { series })
     }
+}
+
+/// Starts the Kubernetes watcher (`[watch]`) and a task that publishes its topology events in
+/// batches. A batch the output refuses is retried until it goes through or collect stops; the
+/// watcher waits meanwhile (its channel is bounded).
+async fn start_watcher(
+    cfg: auspex_watch::WatchConfig,
+    output: Arc<output::Output>,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<(JoinHandle<()>, JoinHandle<()>)> {
+    let client = kube::Client::try_default().await.context(
+        "watch: no Kubernetes API client (collect needs its pod's service account, or \
+         KUBECONFIG outside a cluster)",
+    )?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<auspex_model::TopologyEvent>(1024);
+    let watch = tokio::spawn(async move {
+        if let Err(e) = auspex_watch::run(client, cfg, tx).await {
+            tracing::error!(%e, "the Kubernetes watcher stopped");
+        }
+    });
+    let forward = tokio::spawn(async move {
+        let mut batch = Vec::new();
+        loop {
+            if batch.is_empty() {
+                let got = tokio::select! {
+                    got = rx.recv() => Some(got),
+                    _ = stopped.wait_for(|s| *s) => None,
+                };
+                match got {
+                    Some(Some(e)) => batch.push(e),
+                    Some(None) => return,
+                    None => {
+                        // Whatever the watcher already handed over still goes out.
+                        while let Ok(e) = rx.try_recv() {
+                            batch.push(e);
+                        }
+                        if let Err(e) = output.publish(&batch).await {
+                            tracing::warn!(%e, "topology events not published at shutdown");
+                        }
+                        return;
+                    }
+                }
+            }
+            while batch.len() < 512
+                && let Ok(e) = rx.try_recv()
+            {
+                batch.push(e);
+            }
+            match output.publish(&batch).await {
+                Ok(()) => batch.clear(),
+                Err(e) => {
+                    tracing::warn!(%e, events = batch.len(), "publishing topology events failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stopped.wait_for(|s| *s) => return,
+                    }
+                }
+            }
+        }
+    });
+    Ok((watch, forward))
 }
 
 async fn flush_loop(

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use auspex_kafka::KafkaSettings;
-use auspex_model::MetricSample;
+use auspex_model::{MetricSample, TopologyEvent};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
@@ -48,6 +48,42 @@ pub fn key_of(sample: &MetricSample) -> String {
     }
 }
 
+/// What the output publishes: metric samples to the samples topic, topology events to the
+/// topology topic.
+pub trait Outgoing: serde::Serialize {
+    /// The Kafka message key.
+    fn key(&self) -> String;
+    /// The topic, from the `[kafka]` section.
+    fn topic(k: &KafkaSection) -> &str;
+    /// Counters of what was delivered and what failed.
+    const PUBLISHED: &'static str;
+    const FAILED: &'static str;
+}
+
+impl Outgoing for MetricSample {
+    fn key(&self) -> String {
+        key_of(self)
+    }
+    fn topic(k: &KafkaSection) -> &str {
+        &k.samples_topic
+    }
+    const PUBLISHED: &'static str = telemetry::SAMPLES_PUBLISHED;
+    const FAILED: &'static str = telemetry::PUBLISH_FAILED;
+}
+
+impl Outgoing for TopologyEvent {
+    /// What the event is about, so a compacted topic keeps the latest word on each entity and
+    /// edge.
+    fn key(&self) -> String {
+        self.change.key()
+    }
+    fn topic(k: &KafkaSection) -> &str {
+        &k.topology_topic
+    }
+    const PUBLISHED: &'static str = telemetry::TOPOLOGY_PUBLISHED;
+    const FAILED: &'static str = telemetry::TOPOLOGY_FAILED;
+}
+
 pub enum Output {
     Kafka {
         /// Replaced when librdkafka reports a fatal error (the idempotent producer can enter
@@ -57,7 +93,8 @@ pub enum Output {
         /// Batches in a row of which no sample was delivered.
         failures: AtomicU32,
         brokers: String,
-        topic: String,
+        /// The topics (and the rest of the `[kafka]` section).
+        section: KafkaSection,
         timeout: Duration,
     },
     Ndjson(Mutex<Box<dyn Write + Send>>),
@@ -112,13 +149,14 @@ impl Output {
             config: cfg,
             failures: AtomicU32::new(0),
             brokers: k.brokers.clone(),
-            topic: k.samples_topic.clone(),
+            section: k.clone(),
             timeout: Duration::from_millis(k.delivery_timeout_ms),
         })
     }
 
-    /// Writes `samples`; for Kafka, returns once every one is acknowledged or has failed.
-    pub async fn publish(&self, samples: &[MetricSample]) -> Result<(), OutputError> {
+    /// Writes `samples` (metric samples or topology events); for Kafka, returns once every one
+    /// is acknowledged or has failed.
+    pub async fn publish<T: Outgoing>(&self, samples: &[T]) -> Result<(), OutputError> {
         if samples.is_empty() {
             return Ok(());
         }
@@ -130,7 +168,7 @@ impl Output {
                     w.write_all(b"\n").map_err(OutputError::Write)?;
                 }
                 w.flush().map_err(OutputError::Write)?;
-                metrics::counter!(telemetry::SAMPLES_PUBLISHED).increment(samples.len() as u64);
+                metrics::counter!(T::PUBLISHED).increment(samples.len() as u64);
                 Ok(())
             }
             Output::Kafka {
@@ -138,11 +176,11 @@ impl Output {
                 config,
                 failures,
                 brokers,
-                topic,
+                section,
                 timeout,
             } => {
                 let producer = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                let result = Self::send_all(&producer, topic, *timeout, samples).await;
+                let result = Self::send_all(&producer, T::topic(section), *timeout, samples).await;
                 let all_failed = matches!(
                     &result,
                     Err(OutputError::Delivery { failed, total, .. }) if failed == total
@@ -175,11 +213,11 @@ impl Output {
         }
     }
 
-    async fn send_all(
+    async fn send_all<T: Outgoing>(
         producer: &FutureProducer,
         topic: &str,
         timeout: Duration,
-        samples: &[MetricSample],
+        samples: &[T],
     ) -> Result<(), OutputError> {
         let mut pending = Vec::with_capacity(samples.len());
         let mut failed = 0usize;
@@ -193,7 +231,7 @@ impl Output {
                     continue;
                 }
             };
-            let key = key_of(s);
+            let key = s.key();
             let deadline = tokio::time::Instant::now() + timeout;
             loop {
                 let record = FutureRecord::to(topic).key(&key).payload(&payload);
@@ -230,9 +268,9 @@ impl Output {
             }
         }
         let ok = samples.len() - failed;
-        metrics::counter!(telemetry::SAMPLES_PUBLISHED).increment(ok as u64);
+        metrics::counter!(T::PUBLISHED).increment(ok as u64);
         if failed > 0 {
-            metrics::counter!(telemetry::PUBLISH_FAILED).increment(failed as u64);
+            metrics::counter!(T::FAILED).increment(failed as u64);
             return Err(OutputError::Delivery {
                 topic: topic.to_string(),
                 failed,

@@ -9,9 +9,11 @@ pub const PUBLISH_FAILED: &str = "auspex_collect_publish_failed_total";
 pub const SERIES_TRACKED: &str = "auspex_collect_series_tracked";
 pub const OPEN_GROUPS: &str = "auspex_collect_open_groups";
 pub const POLLS: &str = "auspex_collect_polls_total";
+pub const TOPOLOGY_PUBLISHED: &str = "auspex_collect_topology_events_published_total";
+pub const TOPOLOGY_FAILED: &str = "auspex_collect_topology_events_failed_total";
 
 /// Every metric `collect` exports.
-pub const ALL: [&str; 8] = [
+pub const ALL: [&str; 10] = [
     SERIES_DROPPED,
     SAMPLES_RECEIVED,
     WRITE_REQUESTS,
@@ -20,6 +22,8 @@ pub const ALL: [&str; 8] = [
     SERIES_TRACKED,
     OPEN_GROUPS,
     POLLS,
+    TOPOLOGY_PUBLISHED,
+    TOPOLOGY_FAILED,
 ];
 
 /// Registers help texts with the installed recorder (a no-op without one).
@@ -53,6 +57,15 @@ pub fn describe() {
     describe_gauge!(
         OPEN_GROUPS,
         "(entity, bucket) groups waiting to be flushed."
+    );
+    describe_counter!(
+        TOPOLOGY_PUBLISHED,
+        "Topology events from the Kubernetes watcher written to the output."
+    );
+    describe_counter!(
+        TOPOLOGY_FAILED,
+        "Topology events the output failed to take; the batch is retried, holding the watcher \
+         back meanwhile."
     );
     describe_counter!(
         POLLS,

@@ -1,12 +1,12 @@
 //! The watcher's configuration (TOML), its defaults and its validation. Validation errors name
 //! the key at fault, so an operator can find it in the file.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::mesh::CallsConfig;
 
 /// Where pod → service membership (`belongs_to` edges) comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Membership {
     /// EndpointSlices (`discovery.k8s.io/v1`): the endpoints' `targetRef` pods, as kube-proxy
@@ -19,7 +19,7 @@ pub enum Membership {
 }
 
 /// Configuration of the topology watcher.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WatchConfig {
     /// Namespaces to watch pods, services and EndpointSlices in; empty: the whole cluster.

@@ -24,10 +24,10 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use auspex_model::{Edge, EdgeKind, EntityRef, TimestampMs, TopologyChange, TopologyEvent};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Which mesh's metrics name the calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mesh {
     /// No call edges.
@@ -40,7 +40,7 @@ pub enum Mesh {
 }
 
 /// Configuration of the call-edge set.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CallsConfig {
     /// The mesh whose request metrics name the calls: `none`, `istio` or `linkerd`.

@@ -187,3 +187,142 @@ fn a_remote_write_comes_out_as_ndjson_on_sigterm() {
         "{s:?}"
     );
 }
+
+/// A stand-in for kube-apiserver over real HTTP: the watcher crate's first-list fixtures
+/// (API-format JSON) for every list, and watches held open with nothing to say. Returns the
+/// server's URL; it serves until the test process ends.
+fn fake_api_server() -> String {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../auspex-watch/tests/fixtures")
+        .to_path_buf();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let fixtures = fixtures.clone();
+            // Each connection in its own thread: hyper keeps connections alive.
+            held.push(std::thread::spawn(move || {
+                loop {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).to_string();
+                    let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let path = target.split('?').next().unwrap_or("");
+                    let resource = path.rsplit('/').next().unwrap_or("");
+                    if target.contains("watch=true") {
+                        // An idle watch: chunked, never a chunk.
+                        let _ = stream.write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                              transfer-encoding: chunked\r\n\r\n",
+                        );
+                        std::thread::sleep(Duration::from_secs(3600));
+                        return;
+                    }
+                    let body = std::fs::read(fixtures.join(format!("{resource}.list.1.json")));
+                    let reply = match body {
+                        Ok(b) => {
+                            let mut r = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                                 content-length: {}\r\n\r\n",
+                                b.len()
+                            )
+                            .into_bytes();
+                            r.extend(b);
+                            r
+                        }
+                        Err(_) => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_vec(),
+                    };
+                    if stream.write_all(&reply).is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+    });
+    url
+}
+
+#[test]
+fn with_watch_on_the_cluster_topology_comes_out_as_topology_events() {
+    let api = fake_api_server();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: test\n\
+             clusters: [{{name: test, cluster: {{server: \"{api}\"}}}}]\n\
+             users: [{{name: test, user: {{}}}}]\n\
+             contexts: [{{name: test, context: {{cluster: test, user: test}}}}]\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out.ndjson");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = auspex()
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["--set", &format!("http.listen=\"127.0.0.1:{port}\"")])
+        .args(["--set", &format!("output.path=\"{}\"", out.display())])
+        // Any key of [watch] turns the watcher on.
+        .args(["--set", "watch.page_size=100"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = |text: &str| -> Vec<auspex_model::TopologyEvent> {
+        text.lines()
+            .filter_map(|l| auspex_model::TopologyEvent::from_json(l.as_bytes()).ok())
+            .collect()
+    };
+    let started = Instant::now();
+    let mut got = Vec::new();
+    while started.elapsed() < Duration::from_secs(30) {
+        got = events(&std::fs::read_to_string(&out).unwrap_or_default());
+        // The first snapshot: 4 nodes, 2 services, the pods and their edges.
+        if got.len() >= 10 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{stderr}");
+    let text: Vec<String> = got
+        .iter()
+        .map(|e| serde_json::to_string(&e.change).unwrap())
+        .collect();
+    let has = |needle: &str| text.iter().any(|t| t.contains(needle));
+    assert!(has(r#""name":"node-a""#), "a node: {text:#?}\n{stderr}");
+    assert!(has(r#""name":"cart-0""#), "a pod: {text:#?}");
+    assert!(
+        text.iter()
+            .any(|t| t.contains("runs_on") && t.contains("cart-0") && t.contains("node-a")),
+        "cart-0 runs on node-a: {text:#?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.contains("belongs_to") && t.contains(r#""name":"cart""#)),
+        "a pod belongs to service cart: {text:#?}"
+    );
+}
