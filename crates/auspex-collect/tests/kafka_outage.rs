@@ -2,27 +2,17 @@
 //! the broker is back, the next publish succeeds, `/readyz` recovers and the new samples are on
 //! the topic, keyed by node.
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use auspex_collect::remote_write::{self, Label, Sample, TimeSeries, WriteRequest};
 use auspex_collect::{CollectConfig, Collector};
 use auspex_kafka::KafkaSettings;
 use auspex_kafka::testing::Broker;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-fn handle() -> PrometheusHandle {
-    static H: OnceLock<PrometheusHandle> = OnceLock::new();
-    H.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        metrics::set_global_recorder(recorder).expect("the only recorder of this test binary");
-        handle
-    })
-    .clone()
-}
+mod common;
+use common::handle;
 
 fn body(pod: &str, ts: i64) -> Vec<u8> {
     remote_write::encode(&WriteRequest {

@@ -14,7 +14,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use auspex_collect::remote_write::{self, Label, Sample, TimeSeries, WriteRequest};
@@ -22,20 +21,11 @@ use auspex_collect::{CollectConfig, Collector};
 use auspex_kafka::KafkaSettings;
 use auspex_kafka::testing::Broker;
 use auspex_model::MetricSample;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-fn handle() -> PrometheusHandle {
-    static H: OnceLock<PrometheusHandle> = OnceLock::new();
-    H.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        metrics::set_global_recorder(recorder).expect("the only recorder of this test binary");
-        handle
-    })
-    .clone()
-}
+mod common;
+use common::handle;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
