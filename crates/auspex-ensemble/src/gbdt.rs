@@ -10,11 +10,14 @@
 use forust_ml::gradientbooster::{ContributionsMethod, EvaluationData};
 use forust_ml::metric::Metric;
 use forust_ml::objective::ObjectiveType;
+use std::sync::OnceLock;
+
 use forust_ml::{GradientBooster, Matrix};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Features, check_labels, sigmoid};
 use crate::error::{Error, Result};
+use crate::forest::Forest;
 use crate::weights::{ClassWeight, sample_weights};
 
 const FORMAT: &str = "auspex-gbdt/1";
@@ -133,6 +136,9 @@ pub struct Gbdt {
     config: GbdtConfig,
     n_features: usize,
     booster: GradientBooster,
+    /// The prediction trees laid out flat for serving, built on first use.
+    #[serde(skip)]
+    forest: OnceLock<Forest>,
 }
 
 impl std::fmt::Debug for Gbdt {
@@ -208,6 +214,7 @@ impl Gbdt {
             config: config.clone(),
             n_features: x.cols(),
             booster,
+            forest: OnceLock::new(),
         })
     }
 
@@ -228,7 +235,7 @@ impl Gbdt {
             .unwrap_or(self.booster.trees.len())
     }
 
-    fn matrix_check(&self, x: &Features<'_>) -> Result<Vec<f64>> {
+    fn check_cols(&self, x: &Features<'_>) -> Result<()> {
         if x.cols() != self.n_features {
             return Err(Error::Shape {
                 what: "features (cols)",
@@ -236,14 +243,29 @@ impl Gbdt {
                 found: x.cols(),
             });
         }
+        Ok(())
+    }
+
+    fn matrix_check(&self, x: &Features<'_>) -> Result<Vec<f64>> {
+        self.check_cols(x)?;
         Ok(x.to_col_major())
     }
 
-    /// Log-odds of an incident for each row.
+    /// The flat trees ([`Forest`]) that serial prediction walks.
+    fn forest(&self) -> &Forest {
+        self.forest.get_or_init(|| Forest::new(&self.booster))
+    }
+
+    /// Log-odds of an incident for each row: forust's own (parallel) prediction when
+    /// configured `parallel`, else the flat trees (the same sums, without a column-major copy).
     pub fn predict_logit(&self, x: Features<'_>) -> Result<Vec<f64>> {
+        if !self.config.parallel {
+            self.check_cols(&x)?;
+            return Ok(self.forest().predict(x));
+        }
         let cols = self.matrix_check(&x)?;
         let m = Matrix::new(&cols, x.rows(), x.cols());
-        Ok(self.booster.predict(&m, self.config.parallel))
+        Ok(self.booster.predict(&m, true))
     }
 
     /// Probability of an incident for each row (uncalibrated when trained with class weights).
@@ -252,15 +274,17 @@ impl Gbdt {
     }
 
     /// Per-row SHAP contributions to the logit: `rows × (n_features + 1)` row-major, the last
-    /// column being the bias; each row sums to the row's logit.
+    /// column being the bias; each row sums to the row's logit. Parallel as `predict_logit`.
     pub fn contributions(&self, x: Features<'_>) -> Result<Vec<f64>> {
+        if !self.config.parallel {
+            self.check_cols(&x)?;
+            return Ok(self.forest().contributions(x));
+        }
         let cols = self.matrix_check(&x)?;
         let m = Matrix::new(&cols, x.rows(), x.cols());
-        Ok(self.booster.predict_contributions(
-            &m,
-            ContributionsMethod::Shapley,
-            self.config.parallel,
-        ))
+        Ok(self
+            .booster
+            .predict_contributions(&m, ContributionsMethod::Shapley, true))
     }
 
     /// The `k` features with the largest absolute contribution for each row, largest first.
@@ -321,6 +345,53 @@ mod tests {
             bayes[i] = f64::from(u8::from(rule));
         }
         (x, y, bayes)
+    }
+
+    /// The flat trees give forust's own predictions and SHAP values bit for bit, with missing
+    /// values (NaN) taking forust's missing branches, on f32 and f64 input.
+    #[test]
+    fn flat_trees_agree_with_forust_exactly() {
+        let (mut x, y, _) = rule_data(3000, 11);
+        let (vx, vy, _) = rule_data(1000, 12);
+        let (mut tx, _, _) = rule_data(500, 13);
+        // Holes in training and test data, so trees grow missing branches.
+        for (i, v) in x.iter_mut().enumerate() {
+            if i % 17 == 3 {
+                *v = f64::NAN;
+            }
+        }
+        for (i, v) in tx.iter_mut().enumerate() {
+            if i % 13 == 5 {
+                *v = f64::NAN;
+            }
+        }
+        let config = GbdtConfig {
+            max_depth: 5,
+            ..GbdtConfig::default()
+        };
+        let fx = Features::f64(&x, 6).unwrap();
+        let fv = Features::f64(&vx, 6).unwrap();
+        let model = Gbdt::fit(&config, fx, &y, None, Some((fv, &vy))).unwrap();
+        assert!(model.n_trees() > 10, "{} trees", model.n_trees());
+        let t32: Vec<f32> = tx.iter().map(|v| *v as f32).collect();
+        for ft in [
+            Features::f64(&tx, 6).unwrap(),
+            Features::f32(&t32, 6).unwrap(),
+        ] {
+            let cols = ft.to_col_major();
+            let m = Matrix::new(&cols, ft.rows(), ft.cols());
+            let theirs = model.booster.predict(&m, false);
+            assert_eq!(model.predict_logit(ft).unwrap(), theirs);
+            let theirs =
+                model
+                    .booster
+                    .predict_contributions(&m, ContributionsMethod::Shapley, false);
+            let ours = model.contributions(ft).unwrap();
+            assert_eq!(ours.len(), theirs.len());
+            for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+                assert!(a == b, "contribution {i}: {a} vs forust {b}");
+            }
+        }
     }
 
     #[test]

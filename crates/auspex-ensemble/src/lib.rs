@@ -32,6 +32,7 @@ pub mod threshold;
 
 mod data;
 mod error;
+mod forest;
 mod weights;
 
 pub use bundle::{Bundle, BundleError, BundleWriter, Manifest, sha256_hex};
