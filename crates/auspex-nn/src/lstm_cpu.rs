@@ -128,57 +128,99 @@ impl LstmKernel {
 
     /// `FMA`: multiply-adds fused (only where the CPU has them: otherwise `mul_add` is a libm
     /// call).
+    ///
+    /// Windows go through in groups of [`GROUP`], step by step together: each weight loaded
+    /// from cache serves every window of the group, and the group's gate sums for a block of
+    /// outputs ([`BLOCK`] × [`GROUP`] of them) stay in registers over every input and hidden
+    /// value — enough independent multiply-adds to keep both FMA units busy, where one window
+    /// at a time waited on the latency of four accumulators.
     #[inline(always)]
     fn windows<const FMA: bool>(&self, x: &[f32], t: usize) -> Vec<f32> {
         let (d, h) = (self.d_in, self.h);
-        let mut out = Vec::with_capacity(x.len() / (t * d).max(1) * K);
-        let (mut hid, mut cell, mut g) = (vec![0.0f32; h], vec![0.0f32; h], vec![0.0f32; 4 * h]);
-        for window in x.chunks_exact(t * d) {
+        let gates = 4 * h;
+        let n = x.len() / (t * d).max(1);
+        let mut out = Vec::with_capacity(n * K);
+        // The group's current inputs and hidden state, `[value][window]`, so one value of
+        // every window is one contiguous load.
+        let mut xs = vec![0.0f32; d * GROUP];
+        let mut hid = vec![0.0f32; h * GROUP];
+        let mut cell = vec![0.0f32; h * GROUP];
+        // Gate sums, `[gate][window]` like the state, so the activations and the state update
+        // are straight runs over contiguous values.
+        let mut g = vec![0.0f32; gates * GROUP];
+        for first in (0..n).step_by(GROUP) {
+            let count = GROUP.min(n - first);
+            let group = &x[first * t * d..(first + count) * t * d];
             hid.fill(0.0);
             cell.fill(0.0);
-            for step in window.chunks_exact(d) {
-                // Gate sums a block of outputs at a time, the block's sums held in registers
-                // over every input and hidden value.
-                for (jb, g) in g.chunks_exact_mut(BLOCK).enumerate() {
-                    let mut acc = [0.0f32; BLOCK];
-                    acc.copy_from_slice(&self.b[jb * BLOCK..(jb + 1) * BLOCK]);
-                    for (v, row) in step.iter().zip(self.wx.chunks_exact(4 * h)) {
-                        axpy::<FMA>(&mut acc, *v, &row[jb * BLOCK..(jb + 1) * BLOCK]);
+            // A short last group leaves the missing windows' inputs at zero.
+            xs.fill(0.0);
+            for s in 0..t {
+                for (w, window) in group.chunks_exact(t * d).enumerate() {
+                    for (k, v) in window[s * d..(s + 1) * d].iter().enumerate() {
+                        xs[k * GROUP + w] = *v;
                     }
-                    for (v, row) in hid.iter().zip(self.wh.chunks_exact(4 * h)) {
-                        axpy::<FMA>(&mut acc, *v, &row[jb * BLOCK..(jb + 1) * BLOCK]);
-                    }
-                    g.copy_from_slice(&acc);
                 }
-                let (ifo, c) = g.split_at_mut(3 * h);
+                for jb in 0..gates / BLOCK {
+                    let cols = jb * BLOCK..(jb + 1) * BLOCK;
+                    let mut acc = [[0.0f32; BLOCK]; GROUP];
+                    for a in acc.iter_mut() {
+                        a.copy_from_slice(&self.b[cols.clone()]);
+                    }
+                    for (v, row) in xs.chunks_exact(GROUP).zip(self.wx.chunks_exact(gates)) {
+                        let row: &[f32; BLOCK] = row[cols.clone()].try_into().expect("a block");
+                        for (a, v) in acc.iter_mut().zip(v) {
+                            axpy::<FMA>(a, *v, row);
+                        }
+                    }
+                    for (v, row) in hid.chunks_exact(GROUP).zip(self.wh.chunks_exact(gates)) {
+                        let row: &[f32; BLOCK] = row[cols.clone()].try_into().expect("a block");
+                        for (a, v) in acc.iter_mut().zip(v) {
+                            axpy::<FMA>(a, *v, row);
+                        }
+                    }
+                    let block = &mut g[jb * BLOCK * GROUP..(jb + 1) * BLOCK * GROUP];
+                    for (c, out) in block.chunks_exact_mut(GROUP).enumerate() {
+                        for (o, a) in out.iter_mut().zip(&acc) {
+                            *o = a[c];
+                        }
+                    }
+                }
+                let (ifo, c) = g.split_at_mut(3 * h * GROUP);
                 for v in ifo.iter_mut() {
                     *v = sigmoid(*v);
                 }
                 for v in c.iter_mut() {
                     *v = tanh(*v);
                 }
-                let (i, rest) = ifo.split_at(h);
-                let (f, o) = rest.split_at(h);
-                for j in 0..h {
+                let (i, rest) = ifo.split_at(h * GROUP);
+                let (f, o) = rest.split_at(h * GROUP);
+                for j in 0..h * GROUP {
                     cell[j] = f[j] * cell[j] + i[j] * c[j];
                     hid[j] = o[j] * tanh(cell[j]);
                 }
             }
-            let mut logits = [0.0f32; K];
-            logits.copy_from_slice(&self.head_b);
-            for (v, row) in hid.iter().zip(self.head_w.chunks_exact(K)) {
-                for k in 0..K {
-                    logits[k] += v * row[k];
+            for w in 0..count {
+                let mut logits = [0.0f32; K];
+                logits.copy_from_slice(&self.head_b);
+                for (j, row) in self.head_w.chunks_exact(K).enumerate() {
+                    for k in 0..K {
+                        logits[k] += hid[j * GROUP + w] * row[k];
+                    }
                 }
+                out.extend(logits.iter().map(|l| sigmoid(*l)));
             }
-            out.extend(logits.iter().map(|l| sigmoid(*l)));
         }
         out
     }
 }
 
-/// Gate outputs summed together: four 8-wide registers.
-const BLOCK: usize = 32;
+/// Windows scored together.
+const GROUP: usize = 4;
+
+/// Gate outputs summed together per window: two 8-wide registers (eight accumulators for a
+/// group, with room left for the weights and the broadcast input).
+const BLOCK: usize = 16;
 
 /// `y += a · x`
 #[inline(always)]
@@ -196,17 +238,25 @@ fn exp(x: f32) -> f32 {
     // ln 2 split in two so that `n · LN2_HI` is exact.
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding and subtracting 1.5 · 2²³ rounds to the nearest integer without a libm call.
+    // Adding 1.5 · 2²³ rounds to the nearest integer without a libm call, and leaves that
+    // integer in the low bits of the sum's representation.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0
                     + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r / 5040.0))))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n from the bits: `shifted`'s are ROUND's plus n (|n| ≤ 127, far inside its ulp-1
+    // range), so no float-to-int conversion (which does not vectorise: Rust's `as` saturates).
+    let biased = shifted
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(127);
+    p * f32::from_bits(biased << 23)
 }
 
 #[inline(always)]

@@ -524,7 +524,8 @@ fn lstm_cpu_kernel_gives_burns_probabilities() {
     let t = 16;
     let (xt, yt) = trend_set(512, t, 21);
     let (xv, yv) = trend_set(128, t, 22);
-    let (mut xs, _) = trend_set(300, t, 23);
+    // 301: the last group of windows the kernel scores together is short.
+    let (mut xs, _) = trend_set(301, t, 23);
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     for (i, v) in xs.x.iter_mut().enumerate() {
         if i % 7 == 0 {
