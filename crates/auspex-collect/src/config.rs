@@ -29,6 +29,11 @@ pub struct CollectConfig {
     /// `kafka.topology_topic` (or in the NDJSON output). It needs the in-cluster service
     /// account (or `KUBECONFIG`) and the read-only RBAC in deploy/kubernetes/collect.
     pub watch: Option<auspex_watch::WatchConfig>,
+    /// Service-to-service `calls` edges from the mesh's request counters (`calls.mesh`: `none`,
+    /// `istio` or `linkerd`), received by remote write or scrape mode: published to
+    /// `kafka.topology_topic` (or the NDJSON output) like the watcher's events. Independent of
+    /// `[watch]`: it needs no Kubernetes API.
+    pub calls: auspex_watch::CallsConfig,
 }
 
 /// `[http]`
@@ -189,9 +194,17 @@ impl CollectConfig {
         if let Some(w) = &self.watch {
             w.validate()
                 .map_err(|e| format!("watch.{}: {}", e.key, e.reason))?;
-            if self.kafka.enabled() && self.kafka.topology_topic.trim().is_empty() {
-                return Err("kafka.topology_topic: must not be empty when [watch] is on".into());
-            }
+        }
+        self.calls
+            .validate()
+            .map_err(|(key, reason)| format!("calls.{key}: {reason}"))?;
+        if self.publishes_topology()
+            && self.kafka.enabled()
+            && self.kafka.topology_topic.trim().is_empty()
+        {
+            return Err(
+                "kafka.topology_topic: must not be empty when [watch] or calls.mesh is on".into(),
+            );
         }
         if let Some(url) = &self.scrape.url {
             match reqwest::Url::parse(url) {
@@ -218,6 +231,11 @@ impl CollectConfig {
         Ok(())
     }
 
+    /// Whether anything writes topology events: the watcher or the call edges.
+    pub fn publishes_topology(&self) -> bool {
+        self.watch.is_some() || self.calls.mesh != auspex_watch::Mesh::None
+    }
+
     /// A copy safe to print: tokens and secret-looking Kafka properties replaced.
     pub fn redacted(&self) -> CollectConfig {
         let mut c = self.clone();
@@ -235,5 +253,36 @@ impl CollectConfig {
             }
         }
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_keys_are_checked_and_need_no_watcher() {
+        let mut c = CollectConfig::default();
+        c.calls.mesh = auspex_watch::Mesh::Istio;
+        assert!(c.watch.is_none() && c.publishes_topology());
+        assert_eq!(c.validate(), Ok(()));
+        c.calls.expire_after_secs = 0;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .starts_with("calls.expire_after_secs"),
+            "{:?}",
+            c.validate()
+        );
+        c.calls.expire_after_secs = 60;
+        c.kafka.brokers = "k0:9092".into();
+        c.kafka.topology_topic = " ".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .starts_with("kafka.topology_topic")
+        );
+        c.calls.mesh = auspex_watch::Mesh::None;
+        assert_eq!(c.validate(), Ok(()));
     }
 }

@@ -5,16 +5,20 @@
 //! written as NDJSON).
 //!
 //! With `[watch]`, the Kubernetes topology watcher (`auspex-watch`) runs here too and its
-//! topology events go to the topology topic (or the same NDJSON output).
+//! topology events go to the topology topic (or the same NDJSON output). With `calls.mesh`
+//! set, the mesh's request counters among the received series become `calls` edges
+//! ([`calls`]) on the same topic instead of being dropped as unknown.
 //!
 //! A source in the pipeline's terms: it depends on the model and on Kafka settings, never on
 //! anything downstream. The stages: [`remote_write`] (wire format) and [`scrape`] (HTTP API
-//! poller) → [`mapping`] (series → samples, all state bounded) → [`output`] (Kafka or NDJSON);
+//! poller) → [`mapping`] (series → samples, all state bounded) and [`calls`] (mesh series →
+//! call edges) → [`output`] (Kafka or NDJSON);
 //! [`server`] is the HTTP side; [`Collector`] wires them. Config keys: [`config`] and
 //! docs/COLLECT.md.
 //!
 //! [`MetricSample`]: auspex_model::MetricSample
 
+pub mod calls;
 pub mod config;
 pub mod mapping;
 pub mod output;
@@ -30,7 +34,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use config::CollectConfig;
@@ -53,6 +57,8 @@ pub struct Collector {
     poller: Option<JoinHandle<()>>,
     /// The Kubernetes watcher and the task publishing its events.
     watcher: Option<(JoinHandle<()>, JoinHandle<()>)>,
+    /// The call-edge publisher and what tells it the receiver has stopped.
+    calls: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
 /// What a collector did before it stopped.
@@ -70,9 +76,11 @@ impl Collector {
         let output = Arc::new(output::Output::open(&config)?);
         let poller = scrape::Poller::new(&config.scrape)?;
         let mapper = Arc::new(Mutex::new(Mapper::new(config.mapping.clone())));
+        let call_edges = calls::Calls::new(&config.calls);
         let output_ok = Arc::new(AtomicBool::new(true));
         let state = server::AppState {
             mapper: mapper.clone(),
+            calls: call_edges.clone(),
             handle: handle.clone(),
             limits: remote_write::Limits {
                 max_body_bytes: config.http.max_body_bytes,
@@ -117,6 +125,7 @@ impl Collector {
         ));
         let poller = poller.map(|p| {
             let mapper = mapper.clone();
+            let call_edges = call_edges.clone();
             let every = Duration::from_millis(config.scrape.interval_ms);
             let mut stopped = stopped.clone();
             tokio::spawn(async move {
@@ -127,7 +136,7 @@ impl Collector {
                         _ = interval.tick() => {}
                         _ = stopped.wait_for(|s| *s) => break,
                     }
-                    if let Err(e) = p.poll(&mapper).await {
+                    if let Err(e) = p.poll(&mapper, call_edges.as_deref()).await {
                         tracing::warn!(%e, "scrape mode: query failed");
                     }
                 }
@@ -137,6 +146,10 @@ impl Collector {
             None => None,
             Some(w) => Some(start_watcher(w, output.clone(), stopped.clone()).await?),
         };
+        let calls = call_edges.map(|c| {
+            let (done, wait) = oneshot::channel();
+            (done, tokio::spawn(calls::run(c, output.clone(), wait)))
+        });
         tracing::info!(%addr, "collect listening");
         Ok(Collector {
             addr,
@@ -146,6 +159,7 @@ impl Collector {
             flusher,
             poller,
             watcher,
+            calls,
         })
     }
 
@@ -166,6 +180,11 @@ impl Collector {
             let _ = tokio::time::timeout(Duration::from_secs(30), forward).await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
+        if let Some((done, publisher)) = self.calls {
+            // The receiver has answered its last request: what it fed is published now.
+            let _ = done.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(30), publisher).await;
+        }
         // The flusher does the final flush of everything when it sees the stop.
         let _ = tokio::time::timeout(Duration::from_secs(60), self.flusher).await;
         let series = self

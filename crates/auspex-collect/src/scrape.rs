@@ -2,13 +2,15 @@
 //! its HTTP API (`GET /api/v1/query`) for the raw samples of the mapped series over the last
 //! two intervals (a range-vector selector, so every sample keeps its own timestamp and rates
 //! are exact) and feed them through the same mapping. Samples already seen are recognised by
-//! their timestamp and skipped.
+//! their timestamp and skipped. With `calls.mesh` set, the mesh's request counters are
+//! queried too and go to the call edges.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::calls::Calls;
 use crate::config::ScrapeSection;
 use crate::mapping::{KNOWN_METRICS, Mapper};
 use crate::remote_write::Label;
@@ -53,11 +55,13 @@ struct Series {
     value: Option<(f64, String)>,
 }
 
-/// The query: the raw samples of every mapped series over `lookback`.
-pub fn query(lookback: Duration) -> String {
+/// The query: the raw samples of every mapped series, and of `extra` (the mesh's request
+/// counters), over `lookback`.
+pub fn query(lookback: Duration, extra: &[&str]) -> String {
+    let names: Vec<&str> = KNOWN_METRICS.iter().chain(extra).copied().collect();
     format!(
         "{{__name__=~\"{}\"}}[{}ms]",
-        KNOWN_METRICS.join("|"),
+        names.join("|"),
         lookback.as_millis()
     )
 }
@@ -90,15 +94,20 @@ impl Poller {
         }))
     }
 
-    /// One query, fed to `mapper`; returns the number of samples read.
-    pub async fn poll(&self, mapper: &Arc<Mutex<Mapper>>) -> Result<u64, ScrapeError> {
-        let result = self.fetch().await;
+    /// One query, fed to `calls` (the mesh's request counters, when set) and `mapper` (the
+    /// rest); returns the number of samples read.
+    pub async fn poll(
+        &self,
+        mapper: &Arc<Mutex<Mapper>>,
+        calls: Option<&Calls>,
+    ) -> Result<u64, ScrapeError> {
+        let extra = calls.map_or(&[][..], Calls::request_metrics);
+        let result = self.fetch(extra).await;
         metrics::counter!(telemetry::POLLS, "result" => if result.is_ok() { "ok" } else { "error" })
             .increment(1);
         let series = result?;
-        let now = crate::now_ms();
-        let mut mapper = mapper.lock().unwrap_or_else(|p| p.into_inner());
         let mut n = 0u64;
+        let mut read = Vec::with_capacity(series.len());
         for s in series {
             let mut labels: Vec<Label> = s
                 .metric
@@ -116,17 +125,29 @@ impl Poller {
                 })
                 .collect();
             n += samples.len() as u64;
-            mapper.ingest(&labels, samples.into_iter(), now);
+            read.push((labels, samples));
+        }
+        let series = read
+            .iter()
+            .map(|(labels, samples)| (labels.as_slice(), samples.iter().copied()));
+        let rest = match calls {
+            Some(c) => c.take_mesh_series(series),
+            None => series.collect(),
+        };
+        let now = crate::now_ms();
+        let mut mapper = mapper.lock().unwrap_or_else(|p| p.into_inner());
+        for (labels, samples) in rest {
+            mapper.ingest(labels, samples, now);
         }
         metrics::counter!(telemetry::SAMPLES_RECEIVED, "source" => "query").increment(n);
         Ok(n)
     }
 
-    async fn fetch(&self) -> Result<Vec<Series>, ScrapeError> {
+    async fn fetch(&self, extra: &[&str]) -> Result<Vec<Series>, ScrapeError> {
         let mut req = self
             .client
             .get(&self.url)
-            .query(&[("query", query(self.lookback))]);
+            .query(&[("query", query(self.lookback, extra))]);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }

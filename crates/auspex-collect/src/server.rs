@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
+use crate::calls::Calls;
 use crate::mapping::Mapper;
 use crate::remote_write::{self, DecodeError, Limits};
 use crate::telemetry;
@@ -26,6 +27,8 @@ use crate::telemetry;
 #[derive(Clone)]
 pub struct AppState {
     pub mapper: Arc<Mutex<Mapper>>,
+    /// With `calls.mesh` set: takes the mesh's request counters before the mapping.
+    pub calls: Option<Arc<Calls>>,
     pub handle: PrometheusHandle,
     pub limits: Limits,
     pub token: Option<Arc<str>>,
@@ -228,14 +231,28 @@ async fn write_inner(
     }
     let limits = state.limits;
     let mapper = state.mapper.clone();
+    let calls = state.calls.clone();
     // Decoding and mapping are CPU work: off the async workers.
     let decoded = tokio::task::spawn_blocking(move || {
         let request = remote_write::decode(&body, limits)?;
         let n: usize = request.timeseries.iter().map(|t| t.samples.len()).sum();
         metrics::counter!(telemetry::SAMPLES_RECEIVED, "source" => "remote_write")
             .increment(n as u64);
+        let series = request.timeseries.iter().map(|t| {
+            (
+                t.labels.as_slice(),
+                t.samples.iter().map(|s| (s.timestamp, s.value)),
+            )
+        });
+        let rest = match &calls {
+            Some(c) => c.take_mesh_series(series),
+            None => series.collect(),
+        };
+        let now = crate::now_ms();
         let mut m = mapper.lock().unwrap_or_else(|p| p.into_inner());
-        m.ingest_request(&request, crate::now_ms());
+        for (labels, samples) in rest {
+            m.ingest(labels, samples, now);
+        }
         Ok::<(), DecodeError>(())
     })
     .await

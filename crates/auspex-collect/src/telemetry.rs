@@ -11,9 +11,12 @@ pub const OPEN_GROUPS: &str = "auspex_collect_open_groups";
 pub const POLLS: &str = "auspex_collect_polls_total";
 pub const TOPOLOGY_PUBLISHED: &str = "auspex_collect_topology_events_published_total";
 pub const TOPOLOGY_FAILED: &str = "auspex_collect_topology_events_failed_total";
+pub const CALL_EDGE_EVENTS: &str = "auspex_collect_call_edge_events_published_total";
+pub const CALL_SERIES_DROPPED: &str = "auspex_collect_call_series_dropped_total";
+pub const CALL_EDGES: &str = "auspex_collect_call_edges";
 
 /// Every metric `collect` exports.
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 13] = [
     SERIES_DROPPED,
     SAMPLES_RECEIVED,
     WRITE_REQUESTS,
@@ -24,6 +27,9 @@ pub const ALL: [&str; 10] = [
     POLLS,
     TOPOLOGY_PUBLISHED,
     TOPOLOGY_FAILED,
+    CALL_EDGE_EVENTS,
+    CALL_SERIES_DROPPED,
+    CALL_EDGES,
 ];
 
 /// Registers help texts with the installed recorder (a no-op without one).
@@ -60,12 +66,25 @@ pub fn describe() {
     );
     describe_counter!(
         TOPOLOGY_PUBLISHED,
-        "Topology events from the Kubernetes watcher written to the output."
+        "Topology events (the Kubernetes watcher's and the call edges') written to the output."
     );
     describe_counter!(
         TOPOLOGY_FAILED,
         "Topology events the output failed to take; the batch is retried, holding the watcher \
          back meanwhile."
+    );
+    describe_counter!(
+        CALL_EDGE_EVENTS,
+        "Call-edge events (from the mesh's request counters) written to the output, by change \
+         (upsert_edge or delete_edge); also counted in the topology events published."
+    );
+    describe_counter!(
+        CALL_SERIES_DROPPED,
+        "Samples of mesh request-counter series not tracked because calls.max_series series are."
+    );
+    describe_gauge!(
+        CALL_EDGES,
+        "Live call edges (a counter grew within calls.expire_after_secs)."
     );
     describe_counter!(
         POLLS,

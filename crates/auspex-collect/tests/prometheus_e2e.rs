@@ -4,7 +4,9 @@
 //!
 //! - remote-writes to a live collector that publishes into a real tansu broker; the test reads
 //!   the samples back from the topic and checks entities, node keys and values;
-//! - or is polled by a collector in scrape mode writing NDJSON, with the same checks.
+//! - or is polled by a collector in scrape mode writing NDJSON, with the same checks;
+//! - or, with `calls.mesh = "istio"`, is polled for an Envoy sidecar's `istio_requests_total`
+//!   and the `calls` edge comes out as a topology event.
 //!
 //! The remote-write receiver's HTTP answers (204, 400, 413, 415, 401) are checked on the same
 //! live server.
@@ -20,7 +22,7 @@ use auspex_collect::remote_write::{self, Label, Sample, TimeSeries, WriteRequest
 use auspex_collect::{CollectConfig, Collector};
 use auspex_kafka::KafkaSettings;
 use auspex_kafka::testing::Broker;
-use auspex_model::MetricSample;
+use auspex_model::{Edge, EdgeKind, EntityRef, MetricSample, TopologyChange, TopologyEvent};
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
@@ -58,7 +60,7 @@ fn render(text: &str, elapsed_s: f64) -> String {
     out
 }
 
-/// Serves the fixtures: `/cadvisor/NODE`, `/ksm`, `/node-exporter/NODE`.
+/// Serves the fixtures: `/cadvisor/NODE`, `/ksm`, `/node-exporter/NODE`, `/istio-proxy/frontend`.
 fn exposition_server() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fixture server");
     let port = listener.local_addr().unwrap().port();
@@ -89,6 +91,7 @@ fn serve_one(mut stream: TcpStream, started: Instant) -> std::io::Result<()> {
         "/ksm" => Some("kube-state-metrics.prom"),
         "/node-exporter/worker-1" => Some("node-exporter-worker-1.prom"),
         "/node-exporter/worker-2" => Some("node-exporter-worker-2.prom"),
+        "/istio-proxy/frontend" => Some("istio-proxy-frontend.prom"),
         _ => None,
     };
     let (status, body) = match file {
@@ -153,6 +156,9 @@ async fn start_prometheus(exposition: u16, remote_write: Option<&str>) -> Promet
          \x20   static_configs:\n{}\
          \x20 - job_name: kube-state-metrics\n\
          \x20   metrics_path: /ksm\n\
+         \x20   static_configs: [ {{ targets: [{target}] }} ]\n\
+         \x20 - job_name: istio-proxy\n\
+         \x20   metrics_path: /istio-proxy/frontend\n\
          \x20   static_configs: [ {{ targets: [{target}] }} ]\n\
          \x20 - job_name: node-exporter\n\
          \x20   static_configs:\n{}",
@@ -536,4 +542,46 @@ async fn scrape_mode_polls_prometheus_into_ndjson() {
         prometheus.log()
     );
     check(&by_id, false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scrape_mode_polls_mesh_counters_into_call_edges() {
+    let exposition = exposition_server();
+    let prometheus = start_prometheus(exposition, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.ndjson");
+    let mut cfg = config();
+    cfg.output.path = out.display().to_string();
+    cfg.scrape.url = Some(format!("http://127.0.0.1:{}", prometheus.port));
+    cfg.scrape.interval_ms = 1_000;
+    cfg.scrape.timeout_ms = 1_000;
+    cfg.calls.mesh = auspex_watch::Mesh::Istio;
+    let collector = Collector::start(cfg, handle()).await.unwrap();
+
+    let events = || {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.contains("\"op\""))
+            .map(|l| TopologyEvent::from_json(l.as_bytes()).expect("a topology event"))
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && events().is_empty() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // A few more polls, whose look-backs overlap: no other edge, no repeat.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    collector.stop().await.unwrap();
+    let edge = Edge {
+        kind: EdgeKind::Calls,
+        from: EntityRef::service("shop", "frontend"),
+        to: EntityRef::service("shop", "cart"),
+    };
+    let changes: Vec<TopologyChange> = events().into_iter().map(|e| e.change).collect();
+    assert_eq!(
+        changes,
+        vec![TopologyChange::UpsertEdge { edge }],
+        "prometheus log:\n{}",
+        prometheus.log()
+    );
 }

@@ -3,8 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::mesh::CallsConfig;
-
 /// Where pod → service membership (`belongs_to` edges) comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -42,8 +40,8 @@ pub struct WatchConfig {
     pub service_labels: Vec<String>,
     /// Objects per list page during a (re-)list; bounds the memory a re-list takes at once.
     pub page_size: u32,
-    /// Service-to-service `calls` edges from mesh request metrics.
-    pub calls: CallsConfig,
+    // Call edges are configured by `CallsConfig` (mesh.rs) where their series arrive, in the
+    // remote-write collector (`[calls]`), not here: the watcher never sees them.
 }
 
 impl Default for WatchConfig {
@@ -75,7 +73,6 @@ impl Default for WatchConfig {
                 "app.kubernetes.io/part-of",
             ]),
             page_size: 500,
-            calls: CallsConfig::default(),
         }
     }
 }
@@ -157,9 +154,7 @@ impl WatchConfig {
                 format!("{} is outside 1..=10000", self.page_size),
             ));
         }
-        self.calls
-            .validate()
-            .map_err(|(key, reason)| ConfigError::new(format!("calls.{key}"), reason))
+        Ok(())
     }
 }
 
@@ -235,16 +230,12 @@ mod tests {
             membership = "selectors"
             pod_labels = ["app"]
             page_size = 200
-            [calls]
-            mesh = "istio"
-            expire_after_secs = 300
             "#,
         )
         .unwrap();
         assert_eq!(cfg.namespaces, ["shop", "payments"]);
         assert_eq!(cfg.membership, Membership::Selectors);
         assert_eq!(cfg.page_size, 200);
-        assert_eq!(cfg.calls.expire_after_secs, 300);
     }
 
     #[test]
@@ -255,10 +246,6 @@ mod tests {
         assert_eq!(key(r#"pod_selector = " ""#), "pod_selector");
         assert_eq!(key(r#"node_labels = ["ok", "-bad"]"#), "node_labels[1]");
         assert_eq!(key("page_size = 0"), "page_size");
-        assert_eq!(
-            key("[calls]\nexpire_after_secs = 0"),
-            "calls.expire_after_secs"
-        );
         let unknown = WatchConfig::from_toml("namespace = []").unwrap_err();
         assert!(unknown.reason.contains("namespace"), "{unknown}");
     }

@@ -39,6 +39,17 @@ pub enum Mesh {
     Linkerd,
 }
 
+impl Mesh {
+    /// The request-counter metric names whose series name the calls (none for `None`).
+    pub fn request_metrics(self) -> &'static [&'static str] {
+        match self {
+            Mesh::None => &[],
+            Mesh::Istio => &["istio_requests_total"],
+            Mesh::Linkerd => &["request_total", "response_total"],
+        }
+    }
+}
+
 /// Configuration of the call-edge set.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -63,8 +74,8 @@ impl Default for CallsConfig {
 }
 
 impl CallsConfig {
-    /// `Err((key, reason))` for the first bad field.
-    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+    /// `Err((key, reason))` for the first bad field; the embedding config adds its prefix.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.expire_after_secs == 0 {
             return Err(("expire_after_secs", "must be at least 1".into()));
         }
@@ -82,16 +93,19 @@ pub fn call_edge<'a>(
     metric: &str,
     labels: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Option<Edge> {
+    if !mesh.request_metrics().contains(&metric) {
+        return None;
+    }
     let wanted: &[&str] = match mesh {
         Mesh::None => return None,
-        Mesh::Istio if metric == "istio_requests_total" => &[
+        Mesh::Istio => &[
             "source_canonical_service",
             "source_workload",
             "source_workload_namespace",
             "destination_service_name",
             "destination_service_namespace",
         ],
-        Mesh::Linkerd if metric == "request_total" || metric == "response_total" => &[
+        Mesh::Linkerd => &[
             "direction",
             "deployment",
             "statefulset",
@@ -101,7 +115,6 @@ pub fn call_edge<'a>(
             "dst_deployment",
             "dst_namespace",
         ],
-        _ => return None,
     };
     let mut found: [Option<&str>; 8] = [None; 8];
     for (k, v) in labels {
@@ -168,6 +181,8 @@ impl CallEdges {
 
     /// Feeds one sample of a series; returns the `upsert_edge` event when it brings an edge to
     /// life. Samples of series that are not request counters cost one label scan and nothing else.
+    /// A sample not newer than the series' last one is ignored: a poller's overlapping look-back
+    /// replays older, smaller values that would otherwise read as counter resets.
     pub fn observe<'a>(
         &mut self,
         metric: &str,
@@ -181,10 +196,11 @@ impl CallEdges {
         let edge = call_edge(self.cfg.mesh, metric, labels.iter().copied())?;
         let id = series_id(metric, labels);
         let called = match self.series.get_mut(&id) {
+            Some(s) if timestamp_ms <= s.last_seen_ms => return None,
             Some(s) => {
                 let grew = value > s.value || (value < s.value && value > 0.0);
                 s.value = value;
-                s.last_seen_ms = s.last_seen_ms.max(timestamp_ms);
+                s.last_seen_ms = timestamp_ms;
                 grew
             }
             None => {
@@ -257,7 +273,8 @@ impl CallEdges {
         self.series.len()
     }
 
-    /// Series ignored because `max_series` was reached.
+    /// Samples of untracked series ignored because `max_series` series were tracked (one per
+    /// sample, not per series: a dropped series is not remembered).
     pub fn dropped_series(&self) -> u64 {
         self.dropped_series
     }
@@ -480,5 +497,18 @@ mod tests {
         reversed.reverse();
         set.observe(m, ISTIO, 1.0, 70_000);
         assert!(set.observe(m, &reversed, 2.0, 71_000).is_some());
+    }
+
+    #[test]
+    fn replayed_older_samples_are_not_calls() {
+        let mut set = istio_set(60, 100);
+        let m = "istio_requests_total";
+        assert_eq!(set.observe(m, ISTIO, 5.0, 4_000), None);
+        // Older samples (a poller's overlapping look-back replays them) are smaller than the
+        // last one but are no counter reset; the last one again is no growth.
+        assert_eq!(set.observe(m, ISTIO, 4.0, 2_000), None);
+        assert_eq!(set.observe(m, ISTIO, 5.0, 4_000), None);
+        assert!(set.edges().is_empty());
+        assert!(set.observe(m, ISTIO, 6.0, 5_000).is_some());
     }
 }
