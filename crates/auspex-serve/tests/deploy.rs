@@ -906,6 +906,82 @@ fn the_kustomize_overlay_renders_collect_deployments_that_fit_their_config() {
     }
 }
 
+/// deploy/prometheus/remote-write.yml is a valid Prometheus configuration that writes to the
+/// receivers' Service with the token collect checks, keeps every series collect maps, and
+/// sends batches no later than collect waits for them.
+#[test]
+fn the_remote_write_example_targets_the_collect_service() {
+    let dir = deploy().join("prometheus");
+    run("promtool", &["check", "config", "remote-write.yml"], &dir);
+    let text = std::fs::read_to_string(dir.join("remote-write.yml")).unwrap();
+    let prom: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let rw = at(&prom, "remote_write/0");
+
+    let docs = kustomize(&deploy().join("kubernetes/overlays/prod"));
+    let receivers = named(&docs, "Deployment", "auspex-collect");
+    let svc = named(&docs, "Service", "auspex-collect");
+    assert!(selects(
+        at(svc, "spec/selector"),
+        at(receivers, "spec/template/metadata/labels")
+    ));
+    let want = format!(
+        "http://{}.{}.svc:{}/api/v1/write",
+        s(svc, "metadata/name"),
+        s(svc, "metadata/namespace"),
+        at(svc, "spec/ports/0/port").as_u64().unwrap()
+    );
+    assert_eq!(s(rw, "url"), want);
+    // The token file is the receivers' token Secret as prometheus-operator mounts it.
+    let token = at(receivers, "spec/template/spec/containers/0/env")
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| s(e, "name") == "AUSPEX_COLLECT__HTTP__BEARER_TOKEN")
+        .expect("the receivers check a token");
+    assert_eq!(s(rw, "authorization/type"), "Bearer");
+    assert_eq!(
+        s(rw, "authorization/credentials_file"),
+        format!(
+            "/etc/prometheus/secrets/{}/{}",
+            s(token, "valueFrom/secretKeyRef/name"),
+            s(token, "valueFrom/secretKeyRef/key")
+        )
+    );
+    // The keep regex (anchored, as Prometheus anchors it) lets every mapped name through and
+    // not Prometheus's own series. RE2 and Python agree on this regex's syntax.
+    let relabel = at(rw, "write_relabel_configs/0");
+    assert_eq!(s(relabel, "action"), "keep");
+    assert_eq!(s(relabel, "source_labels/0"), "__name__");
+    let mut args = vec![
+        "-c".to_string(),
+        "import re, sys; r = re.compile(sys.argv[1]); \
+         print(' '.join(n for n in sys.argv[2:] if not r.fullmatch(n)))"
+            .to_string(),
+        s(relabel, "regex").to_string(),
+    ];
+    args.extend(
+        auspex_collect::mapping::KNOWN_METRICS
+            .iter()
+            .map(|n| n.to_string()),
+    );
+    args.extend(["up", "scrape_duration_seconds", "container_fs_reads_total"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let dropped = run("python3", &args, &dir);
+    assert_eq!(
+        dropped.trim(),
+        "up scrape_duration_seconds container_fs_reads_total"
+    );
+    // batch_send_deadline <= mapping.flush_after_ms, or a bucket may be published before its
+    // last samples arrive.
+    let collect = collect_config(&docs, receivers);
+    let deadline = s(rw, "queue_config/batch_send_deadline");
+    let secs: u64 = deadline.strip_suffix('s').unwrap().parse().unwrap();
+    assert!(
+        secs * 1000 <= collect.mapping.flush_after_ms,
+        "batch_send_deadline {deadline}"
+    );
+}
+
 /// The Kubernetes version the rendered objects are validated for (kubectl 1.32 renders them;
 /// kubernetes-validate ships schemas 1.32 to 1.37).
 const KUBERNETES: &str = "1.32.0";
