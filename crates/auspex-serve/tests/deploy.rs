@@ -304,6 +304,45 @@ fn s<'a>(v: &'a serde_yaml::Value, path: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{path}: not a string in {v:?}"))
 }
 
+/// The label that tells serve's objects from collect's; every rendered object carries it.
+const COMPONENT: &str = "app.kubernetes.io/component";
+
+/// The component an object belongs to (its label; `at` cannot walk a key with a `/`).
+fn component(d: &serde_yaml::Value) -> &str {
+    d["metadata"]["labels"][COMPONENT]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {COMPONENT} label on {d:?}"))
+}
+
+/// The one object of `kind` in `component`.
+fn one<'a>(docs: &'a [serde_yaml::Value], comp: &str, kind: &str) -> &'a serde_yaml::Value {
+    let found: Vec<_> = docs
+        .iter()
+        .filter(|d| s(d, "kind") == kind && component(d) == comp)
+        .collect();
+    assert_eq!(found.len(), 1, "one {kind} of {comp} in {docs:?}");
+    found[0]
+}
+
+/// The object of `kind` called `name`.
+fn named<'a>(docs: &'a [serde_yaml::Value], kind: &str, name: &str) -> &'a serde_yaml::Value {
+    docs.iter()
+        .find(|d| s(d, "kind") == kind && s(d, "metadata/name") == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+/// Kinds without a namespace.
+const CLUSTER_SCOPED: [&str; 2] = ["ClusterRole", "ClusterRoleBinding"];
+
+/// Whether an equality selector (`matchLabels`, or a Service's `selector`) picks `labels`; an
+/// empty or absent selector picks nothing here (in Kubernetes it would pick everything).
+fn selects(selector: &serde_yaml::Value, labels: &serde_yaml::Value) -> bool {
+    let (Some(sel), Some(labels)) = (selector.as_mapping(), labels.as_mapping()) else {
+        return false;
+    };
+    !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
 /// The production overlay renders every object serve needs, and they agree with each other and
 /// with the configuration they ship: the config loads as serve loads it, the probes hit the
 /// port it listens on, the files it names are mounted, the grace period covers its drain, and
@@ -311,13 +350,13 @@ fn s<'a>(v: &'a serde_yaml::Value, path: &str) -> &'a str {
 #[test]
 fn the_kustomize_overlay_renders_a_serve_deployment_that_fits_its_config() {
     let docs = kustomize(&deploy().join("kubernetes/overlays/prod"));
-    let kind = |k: &str| {
-        let found: Vec<_> = docs.iter().filter(|d| s(d, "kind") == k).collect();
-        assert_eq!(found.len(), 1, "one {k} in {docs:?}");
-        found[0]
-    };
+    let kind = |k: &str| one(&docs, "serve", k);
     for d in &docs {
-        assert_eq!(s(d, "metadata/namespace"), "auspex", "{d:?}");
+        if CLUSTER_SCOPED.contains(&s(d, "kind")) {
+            assert!(at(d, "metadata/namespace").is_null(), "{d:?}");
+        } else {
+            assert_eq!(s(d, "metadata/namespace"), "auspex", "{d:?}");
+        }
     }
     // The shipped configuration, as serve would load it from the ConfigMap.
     let cm = kind("ConfigMap");
@@ -402,11 +441,7 @@ fn the_kustomize_overlay_renders_a_serve_deployment_that_fits_its_config() {
         cfg.kafka.drain_timeout_ms
     );
     // Selectors: Service, PDB and the Deployment pick the pods; the ServiceMonitor the Service.
-    let pod_labels = at(pod, "metadata/labels").as_mapping().unwrap();
-    let selects = |selector: &serde_yaml::Value, labels: &serde_yaml::Mapping| {
-        let sel = selector.as_mapping().expect("a selector");
-        !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
-    };
+    let pod_labels = at(pod, "metadata/labels");
     assert!(selects(at(dep, "spec/selector/matchLabels"), pod_labels));
     let svc = kind("Service");
     assert!(selects(at(svc, "spec/selector"), pod_labels));
@@ -416,20 +451,534 @@ fn the_kustomize_overlay_renders_a_serve_deployment_that_fits_its_config() {
         pod_labels
     ));
     let sm = kind("ServiceMonitor");
-    let svc_labels = at(svc, "metadata/labels").as_mapping().unwrap();
+    let svc_labels = at(svc, "metadata/labels");
     assert!(selects(at(sm, "spec/selector/matchLabels"), svc_labels));
     assert_eq!(s(sm, "spec/endpoints/0/port"), "http");
     assert_eq!(s(sm, "spec/endpoints/0/path"), "/metrics");
     // The job label the rules expect (`up{job="auspex"}`).
     let job_label = s(sm, "spec/jobLabel");
-    assert_eq!(
-        svc_labels.get(job_label).and_then(|v| v.as_str()),
-        Some("auspex")
-    );
+    assert_eq!(svc_labels[job_label].as_str(), Some("auspex"));
     // serve needs no Kubernetes API: no token in the pod.
     assert_eq!(
         at(pod, "spec/automountServiceAccountToken").as_bool(),
         Some(false)
+    );
+}
+
+/// What the production overlay renders, by component and kind: serve's objects and collect's
+/// (receivers, watcher and the watcher's RBAC), and nothing else.
+#[test]
+fn the_overlay_renders_serve_and_collect_and_nothing_else() {
+    let docs = kustomize(&deploy().join("kubernetes/overlays/prod"));
+    let mut got = std::collections::BTreeMap::new();
+    for d in &docs {
+        *got.entry((component(d).to_string(), s(d, "kind").to_string()))
+            .or_insert(0) += 1;
+    }
+    let want: std::collections::BTreeMap<_, _> = [
+        ("serve", "ServiceAccount", 1),
+        ("serve", "ConfigMap", 1),
+        ("serve", "Deployment", 1),
+        ("serve", "Service", 1),
+        ("serve", "PodDisruptionBudget", 1),
+        ("serve", "ServiceMonitor", 1),
+        // The receivers' account (no token) and the watcher's (bound to the ClusterRole).
+        ("collect", "ServiceAccount", 2),
+        ("collect", "ClusterRole", 1),
+        ("collect", "ClusterRoleBinding", 1),
+        // collect.toml and watch.toml.
+        ("collect", "ConfigMap", 1),
+        // Receivers and watcher.
+        ("collect", "Deployment", 2),
+        // Remote write to the receivers; the watcher's /metrics.
+        ("collect", "Service", 2),
+        // The receivers'; one replica of the watcher gets none.
+        ("collect", "PodDisruptionBudget", 1),
+        ("collect", "ServiceMonitor", 1),
+    ]
+    .into_iter()
+    .map(|(c, k, n)| ((c.to_string(), k.to_string()), n))
+    .collect();
+    assert_eq!(got, want);
+}
+
+/// Everything wrong with who selects whom in the rendered objects: each Deployment's selector
+/// picks its own pods and no other Deployment's; each Service and PodDisruptionBudget picks the
+/// pods of exactly one Deployment, of its own component; each ServiceMonitor picks Services of
+/// its own component only, and every Service is scraped by exactly one ServiceMonitor.
+fn selector_problems(docs: &[serde_yaml::Value]) -> Vec<String> {
+    let of_kind = |k: &str| -> Vec<&serde_yaml::Value> {
+        docs.iter().filter(|d| s(d, "kind") == k).collect()
+    };
+    let name = |d: &serde_yaml::Value| format!("{} {}", s(d, "kind"), s(d, "metadata/name"));
+    let deployments = of_kind("Deployment");
+    let pods = |d: &serde_yaml::Value| at(d, "spec/template/metadata/labels").clone();
+    let mut problems = Vec::new();
+    for d in &deployments {
+        for other in &deployments {
+            let picks = selects(at(d, "spec/selector/matchLabels"), &pods(other));
+            if std::ptr::eq(*d, *other) && !picks {
+                problems.push(format!("{} does not select its own pods", name(d)));
+            } else if !std::ptr::eq(*d, *other) && picks {
+                problems.push(format!("{} selects the pods of {}", name(d), name(other)));
+            }
+        }
+    }
+    for (kind, path) in [
+        ("Service", "spec/selector"),
+        ("PodDisruptionBudget", "spec/selector/matchLabels"),
+    ] {
+        for x in of_kind(kind) {
+            let picked: Vec<_> = deployments
+                .iter()
+                .filter(|d| selects(at(x, path), &pods(d)))
+                .collect();
+            if picked.len() != 1 {
+                let names: Vec<_> = picked.iter().map(|d| name(d)).collect();
+                problems.push(format!(
+                    "{} selects the pods of {names:?}, not one Deployment's",
+                    name(x)
+                ));
+            }
+            for d in picked.iter().filter(|d| component(d) != component(x)) {
+                problems.push(format!("{} selects the pods of {}", name(x), name(d)));
+            }
+        }
+    }
+    let services = of_kind("Service");
+    let monitors = of_kind("ServiceMonitor");
+    for sm in &monitors {
+        for svc in &services {
+            if selects(
+                at(sm, "spec/selector/matchLabels"),
+                at(svc, "metadata/labels"),
+            ) && component(svc) != component(sm)
+            {
+                problems.push(format!("{} scrapes {}", name(sm), name(svc)));
+            }
+        }
+    }
+    for svc in &services {
+        let scraped = monitors
+            .iter()
+            .filter(|sm| {
+                selects(
+                    at(sm, "spec/selector/matchLabels"),
+                    at(svc, "metadata/labels"),
+                )
+            })
+            .count();
+        if scraped != 1 {
+            problems.push(format!(
+                "{} is scraped by {scraped} ServiceMonitors",
+                name(svc)
+            ));
+        }
+    }
+    problems
+}
+
+/// serve's and collect's selectors never reach into each other's pods or Services, and the
+/// receivers' never into the watcher's.
+#[test]
+fn selectors_pick_their_own_components_pods_only() {
+    let docs = kustomize(&deploy().join("kubernetes/overlays/prod"));
+    assert_eq!(selector_problems(&docs), Vec::<String>::new());
+}
+
+/// The selector check finds what it is there to find: a Service that lost the role label
+/// (it would send remote write to the watcher too), a ServiceMonitor that lost the component
+/// label (it would scrape collect under serve's job), and a PodDisruptionBudget that lost both.
+#[test]
+fn the_selector_check_catches_overlapping_selectors() {
+    let docs = kustomize(&deploy().join("kubernetes/overlays/prod"));
+    let find = |docs: &mut Vec<serde_yaml::Value>, kind: &str, name: &str| -> usize {
+        docs.iter()
+            .position(|d| s(d, "kind") == kind && s(d, "metadata/name") == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+    };
+    let remove = |v: &mut serde_yaml::Value, key: &str| {
+        v.as_mapping_mut()
+            .expect("a selector")
+            .remove(key)
+            .unwrap_or_else(|| panic!("{key} in the selector"));
+    };
+    let mut broken = docs.clone();
+    let i = find(&mut broken, "Service", "auspex-collect");
+    remove(&mut broken[i]["spec"]["selector"], "auspex/role");
+    let problems = selector_problems(&broken);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("Service auspex-collect selects the pods of")),
+        "{problems:?}"
+    );
+
+    let mut broken = docs.clone();
+    let i = find(&mut broken, "ServiceMonitor", "auspex-serve");
+    remove(&mut broken[i]["spec"]["selector"]["matchLabels"], COMPONENT);
+    let problems = selector_problems(&broken);
+    assert!(
+        problems.contains(&"ServiceMonitor auspex-serve scrapes Service auspex-collect".into()),
+        "{problems:?}"
+    );
+
+    let mut broken = docs;
+    let i = find(&mut broken, "PodDisruptionBudget", "auspex-collect");
+    let sel = &mut broken[i]["spec"]["selector"]["matchLabels"];
+    remove(sel, "auspex/role");
+    remove(sel, COMPONENT);
+    let problems = selector_problems(&broken);
+    assert!(
+        problems.contains(
+            &"PodDisruptionBudget auspex-collect selects the pods of Deployment auspex-serve"
+                .into()
+        ),
+        "{problems:?}"
+    );
+}
+
+/// A value standing in for a Secret's: what the pod would get in the variable.
+fn from_secret(e: &serde_yaml::Value) -> String {
+    format!(
+        "from-secret-{}-{}",
+        s(e, "valueFrom/secretKeyRef/name"),
+        s(e, "valueFrom/secretKeyRef/key")
+    )
+}
+
+/// A collect Deployment's configuration as `auspex collect` would load it in the pod: the file
+/// its `--config` names, from the rendered ConfigMap, then its container's environment (a
+/// Secret's value replaced by [`from_secret`]) with collect's prefix, through the same layered
+/// loader and validation the binary uses (crates/auspex/src/collect.rs; its prefix is pinned by
+/// crates/auspex/tests/collect_cli.rs).
+fn collect_config(
+    docs: &[serde_yaml::Value],
+    dep: &serde_yaml::Value,
+) -> auspex_collect::CollectConfig {
+    let c = at(dep, "spec/template/spec/containers/0");
+    let args: Vec<&str> = at(c, "args")
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[0], "collect", "{args:?}");
+    let config_path = args[args.iter().position(|a| *a == "--config").unwrap() + 1];
+    // The file lies on the config mount, and that volume is the rendered ConfigMap.
+    let (dir, file) = config_path.rsplit_once('/').unwrap();
+    let mount = at(c, "volumeMounts")
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|m| s(m, "mountPath") == dir)
+        .unwrap_or_else(|| panic!("{config_path} is on no mount"));
+    let volume = at(dep, "spec/template/spec/volumes")
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| s(v, "name") == s(mount, "name"))
+        .unwrap();
+    let cm = named(docs, "ConfigMap", s(volume, "configMap/name"));
+    let text = cm["data"][file]
+        .as_str()
+        .unwrap_or_else(|| panic!("the ConfigMap has no {file}"));
+    let env: Vec<(String, String)> = at(c, "env")
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let value = match e.get("value") {
+                Some(v) => v.as_str().unwrap().to_string(),
+                None => from_secret(e),
+            };
+            (s(e, "name").to_string(), value)
+        })
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(file);
+    std::fs::write(&path, text).unwrap();
+    auspex_serve::config::load_layered(
+        Some(&path),
+        env,
+        "AUSPEX_COLLECT__",
+        &[],
+        auspex_collect::CollectConfig::validate,
+    )
+    .unwrap_or_else(|e| panic!("{}'s {file}: {e:#}", s(dep, "metadata/name")))
+}
+
+/// collect's objects fit each other, their configuration and serve's: each Deployment's config
+/// loads and validates as `auspex collect` loads it (file plus environment); the SASL password
+/// and the remote-write token reach their keys from Secrets; the CA file is mounted; probes hit
+/// the port it listens on; the grace period covers the drain; exactly one Deployment runs the
+/// watcher, in one replica, under the one account the read-only ClusterRole is bound to, while
+/// the receivers carry no token; the topics collect writes are the ones serve reads.
+#[test]
+fn the_kustomize_overlay_renders_collect_deployments_that_fit_their_config() {
+    let docs = kustomize(&deploy().join("kubernetes/overlays/prod"));
+    // serve's configuration, as serve loads it.
+    let tmp = tempfile::tempdir().unwrap();
+    let serve_file = tmp.path().join("auspex.toml");
+    let serve_cm = one(&docs, "serve", "ConfigMap");
+    std::fs::write(&serve_file, s(serve_cm, "data/auspex.toml")).unwrap();
+    let serve = auspex_serve::config::ServeConfig::load(Some(&serve_file), Vec::new(), &[])
+        .unwrap_or_else(|e| panic!("the ConfigMap's auspex.toml: {e:#}"));
+
+    let binding = one(&docs, "collect", "ClusterRoleBinding");
+    let role = one(&docs, "collect", "ClusterRole");
+    let deployments: Vec<_> = docs
+        .iter()
+        .filter(|d| s(d, "kind") == "Deployment" && component(d) == "collect")
+        .collect();
+    assert_eq!(deployments.len(), 2);
+    let mut watchers = 0;
+    for dep in &deployments {
+        let name = s(dep, "metadata/name");
+        let cfg = collect_config(&docs, dep);
+        let pod = at(dep, "spec/template");
+        let c = at(pod, "spec/containers/0");
+        assert_eq!(s(c, "image"), "registry.example.com/auspex:0.1.0", "{name}");
+        // Secrets reach the keys collect reads them from, not just some variable.
+        let env = at(c, "env").as_sequence().unwrap();
+        let secret_env = |var: &str| {
+            env.iter()
+                .find(|e| s(e, "name") == var && at(e, "valueFrom/secretKeyRef").is_mapping())
+                .unwrap_or_else(|| panic!("{name}: no {var} from a Secret in {env:?}"))
+        };
+        let password = secret_env("AUSPEX_COLLECT__KAFKA__PROPERTIES__SASL_PASSWORD");
+        assert_eq!(
+            cfg.kafka.properties.get("sasl.password"),
+            Some(&from_secret(password)),
+            "{name}"
+        );
+        let token = secret_env("AUSPEX_COLLECT__HTTP__BEARER_TOKEN");
+        assert_eq!(cfg.http.bearer_token, Some(from_secret(token)), "{name}");
+        // Probes and the port on what collect listens on.
+        let port: u64 = cfg.http.listen.rsplit(':').next().unwrap().parse().unwrap();
+        assert_eq!(
+            at(c, "ports/0/containerPort").as_u64(),
+            Some(port),
+            "{name}"
+        );
+        assert_eq!(s(c, "ports/0/name"), "http");
+        for (probe, path) in [
+            ("readinessProbe", "/readyz"),
+            ("livenessProbe", "/healthz"),
+            ("startupProbe", "/healthz"),
+        ] {
+            assert_eq!(s(c, &format!("{probe}/httpGet/path")), path, "{name}");
+            assert_eq!(s(c, &format!("{probe}/httpGet/port")), "http", "{name}");
+        }
+        for r in ["requests/cpu", "requests/memory", "limits/memory"] {
+            assert!(at(c, &format!("resources/{r}")).is_string(), "{name}: {r}");
+        }
+        assert_eq!(
+            at(c, "securityContext/readOnlyRootFilesystem").as_bool(),
+            Some(true)
+        );
+        assert_eq!(
+            at(pod, "spec/securityContext/runAsNonRoot").as_bool(),
+            Some(true)
+        );
+        // The Kafka CA file lies on a Secret's mount.
+        let ca = &cfg.kafka.properties["ssl.ca.location"];
+        let mount = at(c, "volumeMounts")
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|m| ca.starts_with(&format!("{}/", s(m, "mountPath"))))
+            .unwrap_or_else(|| panic!("{name}: {ca} is on no mount"));
+        let volume = at(pod, "spec/volumes")
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|v| s(v, "name") == s(mount, "name"))
+            .unwrap();
+        assert!(at(volume, "secret").is_mapping(), "{name}: {volume:?}");
+        // What collect writes is what serve reads: same brokers, samples and topology topics.
+        assert!(cfg.kafka.enabled(), "{name}");
+        assert_eq!(cfg.kafka.brokers, serve.kafka.brokers, "{name}");
+        assert_eq!(cfg.kafka.samples_topic, serve.kafka.samples_topic, "{name}");
+        assert_eq!(
+            cfg.kafka.topology_topic, serve.kafka.topology_topic,
+            "{name}"
+        );
+        // SIGTERM: the HTTP server stops (up to 10 s), the last buckets wait for Kafka
+        // (delivery_timeout_ms), the producer closes (up to 10 s); the watcher's events first
+        // (up to 30 s) where it runs (crates/auspex-collect/src/lib.rs, Collector::stop).
+        let grace = at(pod, "spec/terminationGracePeriodSeconds")
+            .as_u64()
+            .unwrap();
+        let watcher_drain = if cfg.watch.is_some() { 30_000 } else { 0 };
+        assert!(
+            grace * 1000 >= 20_000 + cfg.kafka.delivery_timeout_ms + watcher_drain,
+            "{name}: grace {grace} s"
+        );
+        // Only the watcher holds a Kubernetes API token, under the account the role is bound to.
+        let account = s(pod, "spec/serviceAccountName");
+        let sa = named(&docs, "ServiceAccount", account);
+        let bound = binding["subjects"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|sub| s(sub, "kind") == "ServiceAccount" && s(sub, "name") == account);
+        let automount = at(pod, "spec/automountServiceAccountToken").as_bool();
+        if cfg.watch.is_some() {
+            watchers += 1;
+            assert_eq!(at(dep, "spec/replicas").as_u64(), Some(1), "{name}");
+            assert!(
+                bound,
+                "{name}: account {account} is not bound to the ClusterRole"
+            );
+            assert_eq!(automount, Some(true), "{name}");
+            assert_ne!(
+                at(sa, "automountServiceAccountToken").as_bool(),
+                Some(false)
+            );
+        } else {
+            assert!(!bound, "{name}: the receivers need no Kubernetes API");
+            assert_eq!(automount, Some(false), "{name}");
+            assert_eq!(
+                at(sa, "automountServiceAccountToken").as_bool(),
+                Some(false)
+            );
+            // Remote write reaches the receivers through a Service on their port. A pod's series
+            // must all meet in one replica (its sums are per process): with more than one,
+            // each client sticks to one.
+            let svc = named(&docs, "Service", name);
+            assert!(selects(
+                at(svc, "spec/selector"),
+                at(pod, "metadata/labels")
+            ));
+            assert_eq!(s(svc, "spec/ports/0/targetPort"), "http");
+            if at(dep, "spec/replicas").as_u64().unwrap() > 1 {
+                assert_eq!(s(svc, "spec/sessionAffinity"), "ClientIP", "{name}");
+            }
+        }
+    }
+    assert_eq!(watchers, 1, "the watcher runs in exactly one Deployment");
+    // The binding: collect's ClusterRole, to an account rendered in the overlay's namespace.
+    assert_eq!(s(binding, "roleRef/kind"), "ClusterRole");
+    assert_eq!(s(binding, "roleRef/name"), s(role, "metadata/name"));
+    let subjects = binding["subjects"].as_sequence().unwrap();
+    assert_eq!(subjects.len(), 1, "{subjects:?}");
+    let sa = named(&docs, "ServiceAccount", s(&subjects[0], "name"));
+    assert_eq!(component(sa), "collect");
+    assert_eq!(s(&subjects[0], "namespace"), "auspex");
+    assert_eq!(s(sa, "metadata/namespace"), "auspex");
+    // Read-only: get, list and watch, on named resources.
+    for rule in role["rules"].as_sequence().unwrap() {
+        let strings = |k: &str| -> Vec<&str> {
+            rule[k]
+                .as_sequence()
+                .unwrap_or_else(|| panic!("{k} in {rule:?}"))
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect()
+        };
+        let verbs = strings("verbs");
+        assert!(
+            !verbs.is_empty() && verbs.iter().all(|v| ["get", "list", "watch"].contains(v)),
+            "{rule:?}"
+        );
+        assert!(!strings("resources").contains(&"*"), "{rule:?}");
+        assert!(!strings("apiGroups").contains(&"*"), "{rule:?}");
+    }
+    // Its own ServiceMonitor, under jobs other than serve's "auspex" (the rules' `up{job}`).
+    let sm = one(&docs, "collect", "ServiceMonitor");
+    assert_eq!(s(sm, "spec/endpoints/0/port"), "http");
+    assert_eq!(s(sm, "spec/endpoints/0/path"), "/metrics");
+    for svc in docs.iter().filter(|d| {
+        s(d, "kind") == "Service"
+            && selects(
+                at(sm, "spec/selector/matchLabels"),
+                at(d, "metadata/labels"),
+            )
+    }) {
+        let job = match sm["spec"].get("jobLabel") {
+            Some(l) => svc["metadata"]["labels"][l.as_str().unwrap()]
+                .as_str()
+                .unwrap(),
+            None => s(svc, "metadata/name"),
+        };
+        assert_ne!(job, "auspex", "{svc:?}");
+    }
+}
+
+/// deploy/prometheus/remote-write.yml is a valid Prometheus configuration that writes to the
+/// receivers' Service with the token collect checks, keeps every series collect maps, and
+/// sends batches no later than collect waits for them.
+#[test]
+fn the_remote_write_example_targets_the_collect_service() {
+    let dir = deploy().join("prometheus");
+    run("promtool", &["check", "config", "remote-write.yml"], &dir);
+    let text = std::fs::read_to_string(dir.join("remote-write.yml")).unwrap();
+    let prom: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let rw = at(&prom, "remote_write/0");
+
+    let docs = kustomize(&deploy().join("kubernetes/overlays/prod"));
+    let receivers = named(&docs, "Deployment", "auspex-collect");
+    let svc = named(&docs, "Service", "auspex-collect");
+    assert!(selects(
+        at(svc, "spec/selector"),
+        at(receivers, "spec/template/metadata/labels")
+    ));
+    let want = format!(
+        "http://{}.{}.svc:{}/api/v1/write",
+        s(svc, "metadata/name"),
+        s(svc, "metadata/namespace"),
+        at(svc, "spec/ports/0/port").as_u64().unwrap()
+    );
+    assert_eq!(s(rw, "url"), want);
+    // The token file is the receivers' token Secret as prometheus-operator mounts it.
+    let token = at(receivers, "spec/template/spec/containers/0/env")
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| s(e, "name") == "AUSPEX_COLLECT__HTTP__BEARER_TOKEN")
+        .expect("the receivers check a token");
+    assert_eq!(s(rw, "authorization/type"), "Bearer");
+    assert_eq!(
+        s(rw, "authorization/credentials_file"),
+        format!(
+            "/etc/prometheus/secrets/{}/{}",
+            s(token, "valueFrom/secretKeyRef/name"),
+            s(token, "valueFrom/secretKeyRef/key")
+        )
+    );
+    // The keep regex (anchored, as Prometheus anchors it) lets every mapped name through and
+    // not Prometheus's own series. RE2 and Python agree on this regex's syntax.
+    let relabel = at(rw, "write_relabel_configs/0");
+    assert_eq!(s(relabel, "action"), "keep");
+    assert_eq!(s(relabel, "source_labels/0"), "__name__");
+    let mut args = vec![
+        "-c".to_string(),
+        "import re, sys; r = re.compile(sys.argv[1]); \
+         print(' '.join(n for n in sys.argv[2:] if not r.fullmatch(n)))"
+            .to_string(),
+        s(relabel, "regex").to_string(),
+    ];
+    args.extend(
+        auspex_collect::mapping::KNOWN_METRICS
+            .iter()
+            .map(|n| n.to_string()),
+    );
+    args.extend(["up", "scrape_duration_seconds", "container_fs_reads_total"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let dropped = run("python3", &args, &dir);
+    assert_eq!(
+        dropped.trim(),
+        "up scrape_duration_seconds container_fs_reads_total"
+    );
+    // batch_send_deadline <= mapping.flush_after_ms, or a bucket may be published before its
+    // last samples arrive.
+    let collect = collect_config(&docs, receivers);
+    let deadline = s(rw, "queue_config/batch_send_deadline");
+    let secs: u64 = deadline.strip_suffix('s').unwrap().parse().unwrap();
+    assert!(
+        secs * 1000 <= collect.mapping.flush_after_ms,
+        "batch_send_deadline {deadline}"
     );
 }
 
@@ -532,26 +1081,35 @@ fn check_service_monitor(sm: &serde_yaml::Value) {
     }
 }
 
-/// Every object the base and the production overlay render validates against the Kubernetes
-/// schemas with unknown fields rejected (`kubernetes-validate --strict`); the ServiceMonitor,
-/// a CRD those schemas lack, against the CRD's fields.
+/// Every object serve's base, collect's base and the production overlay (both) render
+/// validates against the Kubernetes schemas with unknown fields rejected
+/// (`kubernetes-validate --strict`); the ServiceMonitors, a CRD those schemas lack, against the
+/// CRD's fields.
 #[test]
 fn every_rendered_object_validates_against_the_kubernetes_schemas() {
-    for dir in ["kubernetes/base", "kubernetes/overlays/prod"] {
+    // Per directory: the components it renders, and how many objects besides ServiceMonitors
+    // (serve: 5; collect: 10, see the_overlay_renders_serve_and_collect_and_nothing_else).
+    for (dir, components, objects) in [
+        ("kubernetes/base", &["serve"][..], 5),
+        ("kubernetes/collect", &["collect"][..], 10),
+        ("kubernetes/overlays/prod", &["collect", "serve"][..], 15),
+    ] {
         let docs = kustomize(&deploy().join(dir));
         let tmp = tempfile::tempdir().unwrap();
         let mut core = Vec::new();
-        let mut monitors = 0;
+        // One ServiceMonitor per component.
+        let mut monitors = Vec::new();
         for d in &docs {
             if s(d, "kind") == "ServiceMonitor" {
                 check_service_monitor(d);
-                monitors += 1;
+                monitors.push(component(d));
             } else {
                 core.push(serde_yaml::to_string(d).unwrap());
             }
         }
-        assert_eq!(monitors, 1, "{dir}");
-        assert!(core.len() >= 5, "{dir}: {} objects", core.len());
+        monitors.sort();
+        assert_eq!(monitors, components, "{dir}");
+        assert_eq!(core.len(), objects, "{dir}");
         std::fs::write(tmp.path().join("rendered.yaml"), core.join("---\n")).unwrap();
         // As a module: a console script pip puts under pyenv needs a rehash to be on PATH.
         let out = run(
