@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use auspex_ensemble::Features;
 use auspex_graph::LiveGraph;
 use auspex_model::{AnomalyKind, EntityId, FeatureContribution, ImplicatedNeighbour};
-use auspex_score::{Prediction, Scorer, ScoringContext};
+use auspex_score::{Branches, Prediction, Scorer, ScoringContext};
 use auspex_train::ContextBuilder;
 
 use crate::model::{Branch, BranchTimings, HybridModel, K, ScoreInput};
@@ -154,13 +154,11 @@ impl Scorer for HybridScorer {
             for (k, kind) in AnomalyKind::ALL.into_iter().enumerate() {
                 let rs = &scores[k];
                 let mut p = Prediction::new(entity.clone(), kind, rs.proba[i]);
+                p.branches = Branches::with_capacity(b);
                 for (j, br) in self.model.branches.iter().enumerate() {
                     let s = rs.branch[i * b + j];
-                    if !s.is_nan() {
-                        p.branch_scores.insert(br.name().to_string(), s);
-                    }
-                    p.branch_weights
-                        .insert(br.name().to_string(), rs.weights[i * b + j]);
+                    p.branches
+                        .push(br.name(), (!s.is_nan()).then_some(s), rs.weights[i * b + j]);
                 }
                 if rs.proba[i] > 0.0 {
                     by_kind.insert((id.clone(), kind), rs.proba[i]);

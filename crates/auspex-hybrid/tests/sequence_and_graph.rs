@@ -204,9 +204,9 @@ fn lstm_and_gnn_learn_round_trip_and_serve_like_offline() {
         let i = row_of[&(id.as_str(), *tick)];
         let rs = &offline[p.kind.index()];
         let pairs = [
-            (p.branch_scores.get("lstm"), rs.branch[i * b + j_lstm]),
-            (p.branch_scores.get("gnn"), rs.branch[i * b + j_gnn]),
-            (Some(&p.probability), rs.proba[i]),
+            (p.branches.score("lstm"), rs.branch[i * b + j_lstm]),
+            (p.branches.score("gnn"), rs.branch[i * b + j_gnn]),
+            (Some(p.probability), rs.proba[i]),
         ];
         for (w, (live, off)) in worst.iter_mut().zip(pairs) {
             match (live, off.is_nan()) {

@@ -18,7 +18,7 @@ use auspex_model::{
 use auspex_window::FeatureSpec;
 use serde::{Deserialize, Serialize};
 
-use crate::{Prediction, Scorer, ScoringContext};
+use crate::{Branches, Prediction, Scorer, ScoringContext};
 
 /// Settings of the statistical scorer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -175,7 +175,7 @@ pub struct StatScorer {
     rows: Vec<f32>,
 }
 
-/// Branch names, as they appear in `branch_scores`.
+/// Branch names, as they appear in a prediction's `branches`.
 pub const BRANCHES: [&str; 3] = ["exhaustion", "robust_z", "state"];
 
 impl StatScorer {
@@ -458,21 +458,23 @@ impl Scorer for StatScorer {
                 let mut p = Prediction::new(entity.clone(), kind, 0.0);
                 let mut mine: Vec<&Term> = terms.iter().filter(|t| t.kind == kind).collect();
                 mine.sort_by(|a, b| b.score.total_cmp(&a.score));
-                for t in &mine {
-                    let s = p.branch_scores.entry(t.branch.to_string()).or_insert(0.0);
-                    *s = s.max(t.score);
-                }
                 if let Some(best) = mine.first() {
                     // Independent pieces of evidence add up (noisy-OR).
                     p.probability = 1.0 - mine.iter().map(|t| 1.0 - t.score).product::<f64>();
                     p.time_to_incident_s = best
                         .tti_s
                         .or_else(|| mine.iter().filter_map(|t| t.tti_s).min_by(f64::total_cmp));
-                    // Each branch's share of the evidence.
-                    let total: f64 = p.branch_scores.values().sum();
-                    for b in BRANCHES {
-                        let w = p.branch_scores.get(b).map_or(0.0, |s| s / total);
-                        p.branch_weights.insert(b.to_string(), w);
+                    // Each branch's strongest term, and its share of the evidence.
+                    let strongest = BRANCHES.map(|b| {
+                        mine.iter()
+                            .filter(|t| t.branch == b)
+                            .map(|t| t.score)
+                            .reduce(f64::max)
+                    });
+                    let total: f64 = strongest.iter().flatten().sum();
+                    p.branches = Branches::with_capacity(BRANCHES.len());
+                    for (b, s) in BRANCHES.into_iter().zip(strongest) {
+                        p.branches.push(b, s, s.map_or(0.0, |s| s / total));
                     }
                 }
                 p.top_features = mine

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use auspex_graph::{GraphConfig, LiveGraph, Subgraph};
 use auspex_ingest::{DeadLetter, Record};
 use auspex_model::{Alert, AlertState, AnomalyKind, EntityId, EntityRef, TimestampMs};
-use auspex_score::{AlertPolicy, AlertTracker, Prediction, Scorer, ScoringContext};
+use auspex_score::{AlertPolicy, AlertTracker, Branches, Prediction, Scorer, ScoringContext};
 use auspex_window::{WindowConfig, WindowStore};
 use serde::Serialize;
 
@@ -66,8 +66,9 @@ pub struct KindScores {
     pub kind: AnomalyKind,
     pub probability: f64,
     pub time_to_incident_seconds: Option<f64>,
-    pub branch_scores: BTreeMap<String, f64>,
-    pub branch_weights: BTreeMap<String, f64>,
+    /// Serialised as `branch_scores` and `branch_weights`.
+    #[serde(flatten)]
+    pub branches: Branches,
 }
 
 /// One entity as the engine sees it.
@@ -265,21 +266,22 @@ impl Engine {
     }
 
     fn remember(&mut self, now_ms: TimestampMs, preds: &[Prediction]) {
-        for p in preds {
+        // A scorer gives an entity's kinds one after another: one lookup per entity.
+        for same in preds.chunk_by(|a, b| a.entity == b.entity) {
             let entry = self
                 .latest
-                .entry(p.entity.id())
+                .entry(same[0].entity.id())
                 .or_insert_with(|| (now_ms, Vec::new()));
             if entry.0 != now_ms {
-                *entry = (now_ms, Vec::new());
+                entry.0 = now_ms;
+                entry.1.clear();
             }
-            entry.1.push(KindScores {
+            entry.1.extend(same.iter().map(|p| KindScores {
                 kind: p.kind,
                 probability: p.probability,
                 time_to_incident_seconds: p.time_to_incident_s,
-                branch_scores: p.branch_scores.clone(),
-                branch_weights: p.branch_weights.clone(),
-            });
+                branches: p.branches.clone(),
+            }));
         }
     }
 
