@@ -468,6 +468,8 @@ struct Row {
 }
 
 fn main() {
+    // As `auspex` itself does (so the state figure includes the scratch it keeps).
+    auspex_serve::keep_scratch_memory();
     // `cargo bench` passes `--bench`; nothing else is read from the command line.
     let model = match std::env::var("AUSPEX_BENCH_MODEL").as_deref() {
         Ok("stat") => None,

@@ -15,6 +15,7 @@ use anyhow::Result;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    auspex_serve::keep_scratch_memory();
     let cli = cli::Cli::parse();
     init_tracing(cli.log.as_deref());
     match run(cli) {
