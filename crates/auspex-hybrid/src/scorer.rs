@@ -95,7 +95,19 @@ impl Scorer for HybridScorer {
             .filter(|id| sc.windows.contains(id))
             .cloned()
             .collect();
-        if sc.windows.feature_matrix(&ids, &mut self.rows).is_err() {
+        // The sequence branches' input comes from the same reading of the windows.
+        let read = if self.model.needs_sequences() {
+            sc.windows.feature_and_sequence_matrix(
+                &ids,
+                &mut self.rows,
+                &mut self.seq_values,
+                &mut self.seq_mask,
+            )
+        } else {
+            sc.windows.feature_matrix(&ids, &mut self.rows)
+        };
+        if let Err(e) = read {
+            eprintln!("hybrid scorer: windows: {e}");
             return Vec::new();
         }
         self.ctx.clear();
@@ -110,20 +122,10 @@ impl Scorer for HybridScorer {
             );
         }
         let n = ids.len();
-        let sequences = if self.model.needs_sequences() {
-            match sc
-                .windows
-                .sequence_matrix(&ids, &mut self.seq_values, &mut self.seq_mask)
-            {
-                Ok(()) => Some((self.seq_values.as_slice(), self.seq_mask.as_slice())),
-                Err(e) => {
-                    eprintln!("hybrid scorer: sequences: {e}");
-                    None
-                }
-            }
-        } else {
-            None
-        };
+        let sequences = self
+            .model
+            .needs_sequences()
+            .then_some((self.seq_values.as_slice(), self.seq_mask.as_slice()));
         // The GNN's forward pass runs here, over the whole graph; its time is the branch's.
         let started = Instant::now();
         let gnn = gnn_rows(&self.model, sc.graph, &ids, &self.rows, d);

@@ -90,26 +90,69 @@ impl WindowStore {
         values: &mut Vec<f32>,
         mask: &mut Vec<f32>,
     ) -> Result<(), WindowError> {
-        let (l, m) = (self.len, self.columns.len());
-        values.clear();
-        values.resize(ids.len() * l * m, 0.0);
-        mask.clear();
-        mask.resize(ids.len() * l * m, 0.0);
-        let mut scratch = Scratch::new(l);
+        let cells = self.len * self.columns.len();
+        resize_cleared(values, ids.len() * cells);
+        resize_cleared(mask, ids.len() * cells);
+        let mut scratch = Scratch::new(self.len);
         for (i, id) in ids.iter().enumerate() {
             let e = self
                 .slot_of(id)
                 .ok_or_else(|| WindowError::UnknownEntity(id.clone()))?;
-            for c in 0..m {
+            for c in 0..self.columns.len() {
                 self.imputed_series(e, c, &mut scratch);
-                for t in 0..l {
-                    let at = (i * l + t) * m + c;
-                    values[at] = to_f32(scratch.imputed[t]);
-                    mask[at] = if scratch.obs[t] { 1.0 } else { 0.0 };
-                }
+                self.write_sequence(
+                    &scratch,
+                    c,
+                    &mut values[i * cells..(i + 1) * cells],
+                    &mut mask[i * cells..(i + 1) * cells],
+                );
             }
         }
         Ok(())
+    }
+
+    /// [`feature_matrix`](Self::feature_matrix) and [`sequence_matrix`](Self::sequence_matrix)
+    /// in one pass: each metric's window is read and imputed once for both (a scorer with
+    /// sequence branches needs both every tick).
+    pub fn feature_and_sequence_matrix(
+        &self,
+        ids: &[EntityId],
+        rows: &mut Vec<f32>,
+        values: &mut Vec<f32>,
+        mask: &mut Vec<f32>,
+    ) -> Result<(), WindowError> {
+        let width = self.spec.len();
+        let cells = self.len * self.columns.len();
+        resize_cleared(rows, ids.len() * width);
+        resize_cleared(values, ids.len() * cells);
+        resize_cleared(mask, ids.len() * cells);
+        let mut scratch = Scratch::new(self.len);
+        for (i, id) in ids.iter().enumerate() {
+            let e = self
+                .slot_of(id)
+                .ok_or_else(|| WindowError::UnknownEntity(id.clone()))?;
+            let sequence = (
+                &mut values[i * cells..(i + 1) * cells],
+                &mut mask[i * cells..(i + 1) * cells],
+            );
+            self.extract_with(
+                e,
+                &mut scratch,
+                &mut rows[i * width..(i + 1) * width],
+                Some(sequence),
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes metric `c`'s imputed window (in `scratch`) into one entity's `length × metrics`
+    /// sequence cells.
+    fn write_sequence(&self, scratch: &Scratch, c: usize, values: &mut [f32], mask: &mut [f32]) {
+        let m = self.columns.len();
+        for t in 0..self.len {
+            values[t * m + c] = to_f32(scratch.imputed[t]);
+            mask[t * m + c] = if scratch.obs[t] { 1.0 } else { 0.0 };
+        }
     }
 
     /// Fills `scratch.vals`/`scratch.obs` with metric `c`'s observed series (oldest first) and
@@ -164,6 +207,18 @@ impl WindowStore {
 
     /// Writes the feature vector of entity slot `e` into `out` (`spec().len()` values).
     pub(crate) fn extract(&self, e: usize, scratch: &mut Scratch, out: &mut [f32]) {
+        self.extract_with(e, scratch, out, None);
+    }
+
+    /// [`extract`](Self::extract), also writing the entity's imputed sequence cells into
+    /// `sequence` (values, mask) when given.
+    fn extract_with(
+        &self,
+        e: usize,
+        scratch: &mut Scratch,
+        out: &mut [f32],
+        mut sequence: Option<(&mut [f32], &mut [f32])>,
+    ) {
         debug_assert_eq!(out.len(), self.spec.len());
         let res_s = self.res_seconds();
         let cap = self.config.tte_cap_seconds;
@@ -173,6 +228,9 @@ impl WindowStore {
         let (mut max_z, mut max_bz, mut sum_bz) = (0.0f64, 0.0f64, 0.0f64);
         for (c, col) in self.columns.iter().enumerate() {
             self.imputed_series(e, c, scratch);
+            if let Some((values, mask)) = sequence.as_mut() {
+                self.write_sequence(scratch, c, values, mask);
+            }
             let s = summarise(
                 &scratch.vals,
                 &scratch.obs,
@@ -228,6 +286,12 @@ impl WindowStore {
         out[at + 3] = to_f32(sum_bz / reported.max(1) as f64);
         debug_assert_eq!(at + 4, out.len());
     }
+}
+
+/// Empties `v` and sizes it to `len` zeros, keeping its allocation.
+fn resize_cleared(v: &mut Vec<f32>, len: usize) {
+    v.clear();
+    v.resize(len, 0.0);
 }
 
 /// Per-second rate between two raw counter values `dt_s` seconds apart. A decrease is a counter

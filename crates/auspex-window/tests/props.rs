@@ -142,5 +142,11 @@ proptest! {
         let (mut vals, mut mask) = (Vec::new(), Vec::new());
         store.sequence_matrix(&ids, &mut vals, &mut mask).unwrap();
         prop_assert!(vals.iter().all(|v| v.is_finite()));
+        // The one-pass reading gives both exactly, into buffers holding stale values.
+        let (mut rows2, mut vals2, mut mask2) = (vec![7.0; 3], vec![7.0; 5], vec![7.0; 900]);
+        store.feature_and_sequence_matrix(&ids, &mut rows2, &mut vals2, &mut mask2).unwrap();
+        prop_assert_eq!(&rows2, &matrix);
+        prop_assert_eq!(&vals2, &vals);
+        prop_assert_eq!(&mask2, &mask);
     }
 }
