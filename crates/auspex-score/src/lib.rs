@@ -220,8 +220,14 @@ mod tests {
                 "branch_weights": {"lstm": 0.5, "gnn": 0.0, "gbdt": 0.5},
             })
         );
-        assert_eq!(json["branch_scores"], serde_json::to_value(b.scores()).unwrap());
-        assert_eq!(json["branch_weights"], serde_json::to_value(b.weights()).unwrap());
+        assert_eq!(
+            json["branch_scores"],
+            serde_json::to_value(b.scores()).unwrap()
+        );
+        assert_eq!(
+            json["branch_weights"],
+            serde_json::to_value(b.weights()).unwrap()
+        );
         assert_eq!((b.score("gnn"), b.weight("gnn")), (None, Some(0.0)));
         assert_eq!(b.score("tcn"), None);
     }
