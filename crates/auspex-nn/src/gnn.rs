@@ -1,9 +1,9 @@
 //! The GNN branch: relation-typed GraphSAGE layers over one scoring tick's topology. Per
 //! relation `r`, node `v` averages its in-neighbours' states (gather with `select`, scatter-add
 //! with `select_assign(.., IndexingUpdateOp::Add)`, divide by the in-degree); the self state and
-//! the `R` averages are concatenated and mixed by one `Linear` — the same as a self `Linear`
-//! plus one `Linear` per relation, in one matmul. ReLU and dropout follow; a `Linear` head gives
-//! `K` logits per node.
+//! the `R` averages are mixed by one `Linear` over their concatenation, computed as a self
+//! projection plus one per relation (its weight's row blocks), averaged after projecting.
+//! ReLU and dropout follow; a `Linear` head gives `K` logits per node.
 
 use burn::config::Config;
 use burn::module::Module;
@@ -72,26 +72,35 @@ pub(crate) struct GraphInput {
 }
 
 impl SageLayer {
+    /// `mix([h, mean_1 h, .., mean_R h])`, computed as `h·W_0 + b + Σ_r mean_r(h·W_r)` with
+    /// `W_r` the weight's row blocks: the same function (the mean over in-neighbours is linear
+    /// and commutes with the projection), but the messages gathered and scattered along the
+    /// edges are `hidden` wide instead of the input's width, and no `[n, (R+1)·d]`
+    /// concatenation is built (together 60 % of the GNN's time in a profile of serve, the
+    /// first layer's input being the ~200 tabular features).
     fn forward(&self, h: Tensor<2>, rels: &[Option<RelEdges>]) -> Tensor<2> {
         let [n, d] = h.dims();
         let device = h.device();
-        let mut parts = Vec::with_capacity(rels.len() + 1);
-        parts.push(h.clone());
-        for rel in rels {
-            parts.push(match rel {
-                Some(e) => {
-                    let messages = h.clone().select(0, e.src.clone());
-                    Tensor::<2>::zeros([n, d], &device).select_assign(
+        let w = self.mix.weight.val();
+        let hidden = w.dims()[1];
+        let block = |r: usize| w.clone().slice([r * d..(r + 1) * d, 0..hidden]);
+        let mut out = h.clone().matmul(block(0));
+        if let Some(b) = &self.mix.bias {
+            out = out + b.val().unsqueeze::<2>();
+        }
+        for (r, rel) in rels.iter().enumerate() {
+            if let Some(e) = rel {
+                let messages = h.clone().matmul(block(r + 1)).select(0, e.src.clone());
+                out = out
+                    + Tensor::<2>::zeros([n, hidden], &device).select_assign(
                         0,
                         e.dst.clone(),
                         messages,
                         IndexingUpdateOp::Add,
-                    ) * e.inv_deg.clone()
-                }
-                None => Tensor::zeros([n, d], &device),
-            });
+                    ) * e.inv_deg.clone();
+            }
         }
-        self.mix.forward(Tensor::cat(parts, 1))
+        out
     }
 }
 
