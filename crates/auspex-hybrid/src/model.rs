@@ -433,19 +433,36 @@ impl HybridModel {
         input: &ScoreInput<'_>,
         timings: &mut BranchTimings,
     ) -> Result<Vec<RowScores>, HybridError> {
-        let n = input.n;
-        let b = self.branches.len();
         let branch = self.branch_scores_timed(input, timings)?;
+        self.combine_timed(branch, input.context, input.n, timings)
+    }
+
+    /// Each kind's meta-learner over branch scores (`[kind][row * B + b]`, as
+    /// [`branch_scores`](Self::branch_scores) gives them) and the rows' context
+    /// (`n × CONTEXT_NAMES.len()`), adding its time to `timings`.
+    pub fn combine_timed(
+        &self,
+        branch: Vec<Vec<f64>>,
+        context: &[f32],
+        n: usize,
+        timings: &mut BranchTimings,
+    ) -> Result<Vec<RowScores>, HybridError> {
+        let b = self.branches.len();
         let c = auspex_train::CONTEXT_NAMES.len();
+        if branch.len() != K || branch.iter().any(|s| s.len() != n * b) || context.len() != n * c {
+            return Err(HybridError::Invalid(format!(
+                "{} kinds of branch scores and {} context values for {n} rows of {b} branches",
+                branch.len(),
+                context.len()
+            )));
+        }
         let mut out = Vec::with_capacity(K);
         let started = Instant::now();
         for (km, s) in self.kinds.iter().zip(branch) {
             let rs = match &km.meta {
                 Some(meta) => {
-                    let p = meta.predict(
-                        Features::f64(&s, b)?,
-                        Some(Features::f32(input.context, c)?),
-                    )?;
+                    let p =
+                        meta.predict(Features::f64(&s, b)?, Some(Features::f32(context, c)?))?;
                     RowScores {
                         proba: p.proba,
                         branch: s,

@@ -1,5 +1,6 @@
-//! The hybrid ensemble as the pipeline's [`Scorer`]: one batch per tick through every branch
-//! and each kind's meta-learner.
+//! The hybrid ensemble as the pipeline's [`Scorer`]: each tick, micro-batches of the due
+//! entities through the branches, the GNN once over the tick's graph, then each kind's
+//! meta-learner over all of them.
 //!
 //! The sequence branches re-run each due entity's whole window every tick rather than stepping
 //! a saved LSTM state by one sample: training saw windows scored from a zero state over
@@ -26,8 +27,13 @@ use crate::model::{Branch, BranchTimings, HybridModel, K, ScoreInput};
 pub struct HybridScorer {
     model: HybridModel,
     context: ContextBuilder,
+    /// Every due entity's feature row and context (the GNN and the meta-learners read all).
     rows: Vec<f32>,
     ctx: Vec<f32>,
+    /// One micro-batch's feature rows and sequences.
+    chunk_rows: Vec<f32>,
+    /// Entities scored together by the branches other than the GNN.
+    micro_batch: usize,
     seq_values: Vec<f32>,
     seq_mask: Vec<f32>,
     /// Explain (top features) and implicate neighbours only at or above this share of the
@@ -49,6 +55,8 @@ impl HybridScorer {
             model,
             rows: Vec::new(),
             ctx: Vec::new(),
+            chunk_rows: Vec::new(),
+            micro_batch: 256,
             seq_values: Vec::new(),
             seq_mask: Vec::new(),
             explain_ratio: 1.0,
@@ -56,6 +64,13 @@ impl HybridScorer {
             explain_every_ms: 60_000,
             timings: BranchTimings::default(),
         }
+    }
+
+    /// Scores at most `n` entities at a time through the branches other than the GNN
+    /// (default 256): the scratch grows with it, the per-call overheads shrink.
+    pub fn with_micro_batch(mut self, n: usize) -> Self {
+        self.micro_batch = n.max(1);
+        self
     }
 
     pub fn model(&self) -> &HybridModel {
@@ -95,58 +110,80 @@ impl Scorer for HybridScorer {
             .filter(|id| sc.windows.contains(id))
             .cloned()
             .collect();
-        // The sequence branches' input comes from the same reading of the windows.
-        let read = if self.model.needs_sequences() {
-            sc.windows.feature_and_sequence_matrix(
-                &ids,
-                &mut self.rows,
-                &mut self.seq_values,
-                &mut self.seq_mask,
-            )
-        } else {
-            sc.windows.feature_matrix(&ids, &mut self.rows)
-        };
-        if let Err(e) = read {
-            eprintln!("hybrid scorer: windows: {e}");
-            return Vec::new();
-        }
-        self.ctx.clear();
-        for (i, id) in ids.iter().enumerate() {
-            let end = sc.windows.window_end_ms(id).unwrap_or(sc.now_ms);
-            self.context.push_row(
-                id,
-                &self.rows[i * d..(i + 1) * d],
-                end,
-                sc.graph,
-                &mut self.ctx,
-            );
-        }
         let n = ids.len();
-        let sequences = self
-            .model
-            .needs_sequences()
-            .then_some((self.seq_values.as_slice(), self.seq_mask.as_slice()));
+        let b = self.model.branches.len();
+        // Every branch but the GNN scores micro-batches of entities, so the scratch
+        // (the sequence matrices above all: 19 KiB an entity) stays the same size however
+        // many entities are due; the GNN then runs once over the whole graph with every due
+        // entity's feature row, and the meta-learners over all rows.
+        self.rows.clear();
+        self.ctx.clear();
+        let mut branch: Vec<Vec<f64>> = (0..K).map(|_| Vec::with_capacity(n * b)).collect();
+        let needs_sequences = self.model.needs_sequences();
+        for chunk in ids.chunks(self.micro_batch) {
+            // The sequence branches' input comes from the same reading of the windows.
+            let read = if needs_sequences {
+                sc.windows.feature_and_sequence_matrix(
+                    chunk,
+                    &mut self.chunk_rows,
+                    &mut self.seq_values,
+                    &mut self.seq_mask,
+                )
+            } else {
+                sc.windows.feature_matrix(chunk, &mut self.chunk_rows)
+            };
+            if let Err(e) = read {
+                eprintln!("hybrid scorer: windows: {e}");
+                return Vec::new();
+            }
+            self.rows.extend_from_slice(&self.chunk_rows);
+            let ctx_from = self.ctx.len();
+            for (id, row) in chunk.iter().zip(self.chunk_rows.chunks_exact(d)) {
+                let end = sc.windows.window_end_ms(id).unwrap_or(sc.now_ms);
+                self.context.push_row(id, row, end, sc.graph, &mut self.ctx);
+            }
+            let input = ScoreInput {
+                n: chunk.len(),
+                features: &self.chunk_rows,
+                context: &self.ctx[ctx_from..],
+                sequences: needs_sequences
+                    .then_some((self.seq_values.as_slice(), self.seq_mask.as_slice())),
+                gnn: None,
+            };
+            match self.model.branch_scores_timed(&input, &mut self.timings) {
+                Ok(part) => {
+                    for (all, part) in branch.iter_mut().zip(part) {
+                        all.extend(part);
+                    }
+                }
+                Err(e) => {
+                    eprintln!("hybrid scorer: {e}");
+                    return Vec::new();
+                }
+            }
+        }
         // The GNN's forward pass runs here, over the whole graph; its time is the branch's.
         let started = Instant::now();
-        let gnn = gnn_rows(&self.model, sc.graph, &ids, &self.rows, d);
-        if gnn.is_some() {
+        if let Some(g) = gnn_rows(&self.model, sc.graph, &ids, &self.rows, d)
+            && let Some(j) = self.model.branches.iter().position(|b| *b == Branch::Gnn)
+        {
+            for (k, s) in branch.iter_mut().enumerate() {
+                for i in 0..n {
+                    s[i * b + j] = f64::from(g[i * K + k]);
+                }
+            }
             self.timings.add(Branch::Gnn.name(), started.elapsed());
         }
-        let input = ScoreInput {
-            n,
-            features: &self.rows,
-            context: &self.ctx,
-            sequences,
-            gnn: gnn.as_deref(),
-        };
-        let scores = match self.model.score_inputs_timed(&input, &mut self.timings) {
+        let scores = match self
+            .model
+            .combine_timed(branch, &self.ctx, n, &mut self.timings)
+        {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("hybrid scorer: {e}");
                 return Vec::new();
             }
         };
-        let b = self.model.branches.len();
         let mut by_kind: HashMap<(EntityId, AnomalyKind), f64> = HashMap::new();
         let mut preds = Vec::with_capacity(ids.len() * K);
         for (i, id) in ids.iter().enumerate() {

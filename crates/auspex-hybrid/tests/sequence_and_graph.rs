@@ -62,7 +62,9 @@ fn serve(
     let tick_ms = (wc.resolution_ms * wc.step as u64) as i64;
     let mut windows = WindowStore::new(wc).unwrap();
     let mut graph = LiveGraph::new(config.dataset.graph.clone()).unwrap();
-    let mut scorer = HybridScorer::new(model);
+    // Micro-batches of 7 (of the ~60 entities due a tick): the branches score each tick in
+    // several batches, the GNN and the meta-learners once; the scores must not change.
+    let mut scorer = HybridScorer::new(model).with_micro_batch(7);
     let (mut next_tick, mut last_event, mut ticks) = (None::<i64>, None::<i64>, 0u64);
     let mut due = Vec::new();
     let mut out = Vec::new();
