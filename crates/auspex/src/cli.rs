@@ -105,13 +105,17 @@ pub struct SimulateArgs {
     #[command(flatten)]
     pub sim: SimArgs,
     /// Directory to write samples.ndjson, topology.ndjson and labels.ndjson into.
-    #[arg(long, value_name = "DIR", required_unless_present_any = ["stdout", "print_config"])]
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present_any = ["stdout", "print_config", "brokers"]
+    )]
     pub out: Option<PathBuf>,
     /// Write samples and topology events, interleaved, to stdout instead (labels to --labels).
     #[arg(long, conflicts_with = "out")]
     pub stdout: bool,
-    /// With --stdout: where to write the labels.
-    #[arg(long, value_name = "FILE", requires = "stdout")]
+    /// With --stdout or --brokers: where to write the labels.
+    #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
     /// Stream at this many records per second instead of as fast as possible.
     #[arg(long, value_name = "PER_SECOND")]
@@ -122,6 +126,27 @@ pub struct SimulateArgs {
     /// Print the effective simulator config as JSON and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Produce to Kafka instead (`host:port,...`): a load generator for a running `auspex
+    /// serve`, at --rate / --speed or as fast as the brokers acknowledge. Samples go keyed by
+    /// node to --samples-topic, topology events keyed by their subject to --topology-topic,
+    /// through the idempotent producer (acks=all); labels to --labels.
+    #[arg(long, value_name = "HOST:PORT,...", conflicts_with_all = ["out", "stdout"])]
+    pub brokers: Option<String>,
+    /// With --brokers: the samples topic (serve's `kafka.samples_topic`).
+    #[arg(long, default_value = "auspex.samples", requires = "brokers")]
+    pub samples_topic: String,
+    /// With --brokers: the topology topic (serve's `kafka.topology_topic`; empty: the samples
+    /// topic).
+    #[arg(long, default_value = "auspex.topology", requires = "brokers")]
+    pub topology_topic: String,
+    /// With --brokers: a librdkafka producer property, e.g. `security.protocol=SASL_SSL`
+    /// (repeatable; overrides auspex's defaults).
+    #[arg(
+        long = "kafka-property",
+        value_name = "KEY=VALUE",
+        requires = "brokers"
+    )]
+    pub kafka_properties: Vec<String>,
 }
 
 /// Where `run` reads from.
@@ -174,6 +199,32 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     let labels = source.labels();
     let pacing = Pacing::from_flags(args.speed, args.rate)?;
     let mut source = Paced::new(source, pacing)?;
+    if let Some(brokers) = &args.brokers {
+        if let Some(path) = &args.labels {
+            write_labels(path, &labels)?;
+        }
+        let mut settings = auspex_kafka::KafkaSettings::new(brokers.clone());
+        for kv in &args.kafka_properties {
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("--kafka-property {kv:?}: expected KEY=VALUE"))?;
+            settings.properties.insert(k.trim().into(), v.trim().into());
+        }
+        if settings.plaintext_off_loopback() {
+            tracing::warn!(brokers, "producing in plaintext to a broker off this host");
+        }
+        let started = std::time::Instant::now();
+        let (samples, events) = produce(&mut source, &settings, &args)?;
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "produced {samples} samples to {} and {events} topology events to {} in {secs:.1} s \
+             ({:.0} records/s), every one acknowledged",
+            args.samples_topic,
+            args.topology_topic,
+            (samples + events) as f64 / secs.max(1e-9)
+        );
+        return Ok(());
+    }
     let (samples, events) = match &args.out {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
@@ -219,6 +270,38 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     };
     tracing::info!(samples, events, "simulation done");
     Ok(())
+}
+
+/// Publishes `source`'s records as they come (so pacing paces the producer) and waits for
+/// every acknowledgement; (samples, topology events).
+fn produce(
+    source: &mut dyn Source,
+    settings: &auspex_kafka::KafkaSettings,
+    args: &SimulateArgs,
+) -> Result<(u64, u64)> {
+    let mut failed: Option<anyhow::Error> = None;
+    let mut batch = Vec::new().into_iter();
+    let records = std::iter::from_fn(|| {
+        loop {
+            if let Some(r) = batch.next() {
+                return Some(r);
+            }
+            match source.next_batch(1024) {
+                Ok(Some(b)) => batch = b.into_iter(),
+                Ok(None) => return None,
+                Err(e) => {
+                    failed = Some(e.into());
+                    return None;
+                }
+            }
+        }
+    });
+    let counts =
+        auspex_serve::kafka::publish(settings, &args.samples_topic, &args.topology_topic, records)?;
+    match failed {
+        Some(e) => Err(e.context("reading the simulator")),
+        None => Ok(counts),
+    }
 }
 
 fn write_labels(path: &Path, labels: &[auspex_model::IncidentLabel]) -> Result<()> {
