@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use auspex_hybrid::{Branch, HybridConfig, ScoreInput, train};
+use auspex_hybrid::{Branch, BranchTimings, HybridConfig, ScoreInput, train};
 use auspex_ingest::simulator::SimulatorSource;
 use auspex_nn::NnDevice;
 use auspex_sim::SimConfig;
@@ -104,6 +104,27 @@ fn hybrid(c: &mut Criterion) {
             b.iter(|| black_box(model.branch_probabilities(branch, &input).unwrap()))
         });
     }
+    // The meta-learners alone, over the tick's branch scores (every branch, the GNN's too).
+    let branch = model
+        .branch_scores(&ScoreInput {
+            gnn: gnn.as_deref(),
+            ..input
+        })
+        .unwrap();
+    g.bench_function("meta", |b| {
+        b.iter(|| {
+            black_box(
+                model
+                    .combine_timed(
+                        branch.clone(),
+                        &tick.context,
+                        n,
+                        &mut BranchTimings::default(),
+                    )
+                    .unwrap(),
+            )
+        })
+    });
     // The whole model per tick: the GNN over the graph, every branch, the meta-learners; with
     // all six branches, and with the default set (trained the same way).
     let default_config = HybridConfig {
