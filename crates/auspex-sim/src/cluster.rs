@@ -4,6 +4,7 @@
 //! It owns names and topology events; it knows nothing of load or faults.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use auspex_model::{Edge, EdgeKind, Entity, EntityKind, EntityRef, TimestampMs, TopologyChange};
 use rand::RngExt;
@@ -144,7 +145,10 @@ pub(crate) enum Op {
 #[derive(Debug, Clone)]
 pub(crate) struct State {
     /// Indexed by [`PodId`]; `None` for reserved ids not created yet and for deleted pods.
-    pub pods: Vec<Option<Pod>>,
+    /// Shared (`Arc`): the fault planner copies the state once per fault it weighs, and a
+    /// deep copy of every pod made planning quadratic in the cluster's size; writers go
+    /// through `Arc::make_mut`, which copies only a pod still shared with such a copy.
+    pub pods: Vec<Option<Arc<Pod>>>,
     /// Live pods of each service, oldest first.
     pub service_pods: Vec<Vec<PodId>>,
     pub node_pods: Vec<BTreeSet<PodId>>,
@@ -349,7 +353,15 @@ impl State {
     }
 
     pub fn pod(&self, id: PodId) -> Option<&Pod> {
-        self.pods.get(id).and_then(Option::as_ref)
+        self.pods.get(id).and_then(Option::as_deref)
+    }
+
+    /// Pod `id` to change, if it is alive.
+    pub fn pod_mut(&mut self, id: PodId) -> Option<&mut Pod> {
+        self.pods
+            .get_mut(id)
+            .and_then(Option::as_mut)
+            .map(Arc::make_mut)
     }
 
     /// A fresh pod name for a workload.
@@ -406,14 +418,14 @@ impl State {
                 if self.pods.len() <= *id {
                     self.pods.resize_with(*id + 1, || None);
                 }
-                self.pods[*id] = Some(Pod {
+                self.pods[*id] = Some(Arc::new(Pod {
                     service: *service,
                     node,
                     entity,
                     weight: *weight,
                     started_tick: tick,
                     counters: Counters::default(),
-                });
+                }));
                 changes
             }
             Op::Delete { id } => {
@@ -435,6 +447,7 @@ impl State {
                 let Some(pod) = self.pods.get_mut(*id).and_then(Option::as_mut) else {
                     return Vec::new();
                 };
+                let pod = Arc::make_mut(pod);
                 let old = pod.node;
                 pod.node = *node;
                 pod.entity.node = Some(cluster.nodes[*node].name.clone());

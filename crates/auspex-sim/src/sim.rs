@@ -333,7 +333,7 @@ impl Simulator {
                 *a += b;
             }
             let def = &self.cluster.services[service];
-            let pod = self.state.pods[c.id].as_mut().expect("alive");
+            let pod = self.state.pod_mut(c.id).expect("alive");
             let ct = &mut pod.counters;
             ct.restarts += f.restarts;
             if f.oom {
@@ -397,7 +397,7 @@ impl Simulator {
                 *a += b;
             }
             let cpu = batch_cpu[&id];
-            let pod = self.state.pods[id].as_mut().expect("alive");
+            let pod = self.state.pod_mut(id).expect("alive");
             let ct = &mut pod.counters;
             ct.rx_bytes += inc[0].round();
             ct.tx_bytes += inc[1].round();
