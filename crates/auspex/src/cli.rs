@@ -114,8 +114,8 @@ pub struct SimulateArgs {
     /// Write samples and topology events, interleaved, to stdout instead (labels to --labels).
     #[arg(long, conflicts_with = "out")]
     pub stdout: bool,
-    /// With --stdout or --brokers: where to write the labels.
-    #[arg(long, value_name = "FILE")]
+    /// With --stdout or --brokers: where to write the labels (--out writes them into DIR).
+    #[arg(long, value_name = "FILE", conflicts_with = "out")]
     pub labels: Option<PathBuf>,
     /// Stream at this many records per second instead of as fast as possible.
     #[arg(long, value_name = "PER_SECOND")]
