@@ -2,7 +2,8 @@
 //! one run so the figures compare as ratios:
 //!
 //! 1. **raw consume ceiling**: a `BaseConsumer` in its own group drains the samples topic
-//!    and does nothing else;
+//!    and does nothing else; then **ingest** alone in this thread (consume, parse, windows and
+//!    graph, no scoring: issue 5's ingest target over the raw rate);
 //! 2. **serve, backlog**: the Kafka loop (`auspex_serve::kafka::run`, what `auspex serve`
 //!    runs) drains the same topic through parse, reorder, windows, graph, scorer and alert
 //!    lifecycle, publishing alerts with the idempotent producer: samples/s from its first
@@ -26,7 +27,8 @@
 //! variables: `AUSPEX_BENCH_ENTITIES` (cluster sizes, default `1000,10000`: a tenth nodes, the
 //! rest services and their pods), `AUSPEX_BENCH_REPLICAS` (pods per service, default 4),
 //! `AUSPEX_BENCH_SAMPLES` (samples per size, default 600,000: simulated time is this over
-//! the size, at least 75 min and at most `AUSPEX_BENCH_HOURS`, default 6), `AUSPEX_BENCH_MODEL`
+//! the size, at least 75 min and at most `AUSPEX_BENCH_HOURS`, default 6;
+//! `AUSPEX_BENCH_MINUTES` sets it outright), `AUSPEX_BENCH_MODEL`
 //! (a bundle; default `fixtures/model`, `stat` for the statistical scorer),
 //! `AUSPEX_BENCH_PACE` (fractions of the serve rate for the latency runs, default `0.5`),
 //! `AUSPEX_BENCH_FETCH_WAIT_MS` (serve's consumer `fetch.wait.max.ms`, default 10: see
@@ -182,6 +184,36 @@ fn raw_consume(broker: &Broker, topic: &str, n: u64) -> (u64, f64) {
     (got, secs)
 }
 
+/// Ingest alone, in this thread, in a fresh group: consume, parse (`parse_line`, as serve
+/// does) and apply to a fresh engine's windows and graph (`Engine::apply`), with no ticks and
+/// so no scoring; the topology first. Issue 5's ingest target is this rate over the raw one.
+/// (samples, seconds from the first sample to the last)
+fn ingest_only(broker: &Broker, prefix: &str, topology: u64, n: u64, mut e: Engine) -> (u64, f64) {
+    let settings = KafkaSettings::new(broker.addr.clone());
+    let mut drain = |group: &str, topic: String, n: u64| {
+        let c = reader(&settings, group, &topic);
+        let (mut got, mut first, mut last) = (0u64, None, Instant::now());
+        let deadline = Instant::now() + Duration::from_secs(900);
+        while got < n && Instant::now() < deadline {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+                first.get_or_insert_with(Instant::now);
+                let origin = auspex_ingest::Origin::Kafka {
+                    topic: topic.clone(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                };
+                let r = auspex_ingest::parse_line(m.payload().unwrap_or_default(), origin);
+                assert!(e.apply(r).is_none(), "the bench's stream is valid");
+                got += 1;
+                last = Instant::now();
+            }
+        }
+        (got, first.map_or(0.0, |f| (last - f).as_secs_f64()))
+    };
+    drain("ingest-topology", format!("{prefix}topology"), topology);
+    drain("ingest-samples", format!("{prefix}samples"), n)
+}
+
 /// (branch, (observations, seconds)) of `auspex_score_duration_seconds` in a Prometheus
 /// text rendering.
 fn stage_seconds(text: &str) -> Vec<(String, (u64, f64))> {
@@ -224,7 +256,7 @@ fn partition_of(key: &str) -> i32 {
 struct Live<'a> {
     broker: &'a Broker,
     settings: &'a KafkaSettings,
-    records: &'a [Record],
+    sim: &'a auspex_sim::SimConfig,
     interval: u64,
     prefix: String,
 }
@@ -296,7 +328,8 @@ impl Live<'_> {
         let mut first_sent: BTreeMap<i64, [Option<i64>; PARTITIONS as usize]> = BTreeMap::new();
         let started = Instant::now();
         let mut sent = 0u64;
-        for r in self.records {
+        for r in stream(self.sim) {
+            let r = &r;
             let (topic, key, payload) =
                 kafka::message_of(r, &samples_topic, &topology_topic).expect("valid");
             let mut record = BaseRecord::to(topic).key(&key).payload(&payload);
@@ -458,6 +491,7 @@ struct Row {
     entities: usize,
     samples: u64,
     raw: f64,
+    ingest: f64,
     serve: f64,
     windows_per_s: f64,
     cpu_per_1k: f64,
@@ -506,9 +540,9 @@ fn main() {
     }
     println!();
     println!(
-        "| entities | samples | raw consume msgs/s | serve samples/s | serve / raw | scoring windows/s (1 thread) | CPU s per 1k samples | state per entity | serve RSS growth per entity | alert latency p50 / p99 / p99.9 |"
+        "| entities | samples | raw consume msgs/s | ingest samples/s (no scoring) | ingest / raw | serve samples/s | serve / raw | scoring windows/s (1 thread) | CPU s per 1k samples | state per entity | serve RSS growth per entity | alert latency p50 / p99 / p99.9 |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         let lat: Vec<String> = r
             .latency
@@ -518,10 +552,12 @@ fn main() {
             })
             .collect();
         println!(
-            "| {} | {} | {:.0} | {:.0} | {:.0} % | {:.0} | {:.3} | {:.1} KiB | {:.1} KiB (RSS {:.0} MiB) | {} |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} % | {:.0} | {:.0} % | {:.0} | {:.3} | {:.1} KiB | {:.1} KiB (RSS {:.0} MiB) | {} |",
             r.entities,
             r.samples,
             r.raw,
+            r.ingest,
+            100.0 * r.ingest / r.raw,
             r.serve,
             100.0 * r.serve / r.raw,
             r.windows_per_s,
@@ -544,6 +580,13 @@ fn main() {
     }
 }
 
+/// The simulated cluster's stream, generated afresh (the simulator is deterministic).
+fn stream(sim: &auspex_sim::SimConfig) -> impl Iterator<Item = Record> + use<> {
+    let mut source = SimulatorSource::new(sim.clone()).expect("simulator");
+    std::iter::from_fn(move || source.next_batch(4096).expect("simulator stream"))
+        .flatten()
+}
+
 fn run_scale(
     entities: usize,
     model: &Option<PathBuf>,
@@ -556,7 +599,7 @@ fn run_scale(
     // About `AUSPEX_BENCH_SAMPLES` samples per size, and at least 75 minutes of simulated
     // time (faults are injected after the simulator's hour of warm-up).
     // `AUSPEX_BENCH_MINUTES` overrides both, e.g. for 100,000 entities, where 75 minutes are
-    // 30 M samples, more than this bench holds in 24 GiB (it keeps the stream in memory).
+    // 30 M samples: half an hour of serve's backlog alone on 2 cores.
     let budget: u64 = env("AUSPEX_BENCH_SAMPLES", 600_000);
     let minutes = match std::env::var("AUSPEX_BENCH_MINUTES") {
         Ok(m) => m.parse().expect("AUSPEX_BENCH_MINUTES: whole minutes"),
@@ -576,24 +619,26 @@ fn run_scale(
         },
         ..Default::default()
     };
-    let mut source = SimulatorSource::new(sim.clone()).expect("simulator");
-    let interval = source.sample_interval_ms().expect("interval");
-    // TODO(issue 5, 100,000 entities): the whole stream is held in memory for every phase
-    // (about 1.6 KiB a sample): at 100,000 entities the 75 minutes are 30 M samples and the
-    // bench was OOM-killed, hence `AUSPEX_BENCH_MINUTES`. The simulator is deterministic:
-    // each phase could regenerate the stream from `sim` instead.
-    let records = source.drain().expect("stream");
-    let samples = records
-        .iter()
-        .filter(|r| matches!(r, Record::Sample(_)))
-        .count() as u64;
+    let interval = SimulatorSource::new(sim.clone())
+        .expect("simulator")
+        .sample_interval_ms()
+        .expect("interval");
+    // The simulator is deterministic: each phase regenerates the stream from `sim` instead of
+    // holding it (about 1.6 KiB a sample: 75 minutes at 100,000 entities are 30 M samples).
+    let (samples, topology_events, last) = stream(&sim).fold((0u64, 0u64, 0i64), |(s, t, l), r| {
+        let l = r.timestamp_ms().map_or(l, |ts| l.max(ts));
+        match r {
+            Record::Sample(_) => (s + 1, t, l),
+            _ => (s, t + 1, l),
+        }
+    });
     let slots = sim.duration_ms / interval;
     let per_slot = samples / slots.max(1);
     println!(
         "\n{entities} entities: simulator {nodes} nodes / {services} services x {replicas} replicas, \
          {minutes} min at {} s: {samples} samples ({per_slot} per slot), {} topology events",
         interval / 1000,
-        records.len() as u64 - samples,
+        topology_events,
     );
     // State per entity, away from Kafka's buffers: a fresh engine takes the stream in event
     // order in this thread (as the embedded pipeline does), and the process's resident memory
@@ -604,19 +649,14 @@ fn run_scale(
         let mut out = Vec::new();
         // Scoring state and scratch count too, but scoring every slot here would double the
         // run: only the last ten slots are scored.
-        let last = records
-            .iter()
-            .filter_map(Record::timestamp_ms)
-            .max()
-            .unwrap_or(0);
         let score_from = last - 10 * interval as i64;
-        for r in &records {
+        for r in stream(&sim) {
             if let Some(ts) = r.timestamp_ms()
                 && ts >= score_from
             {
                 e.advance(ts, &mut out);
             }
-            e.apply(r.clone());
+            e.apply(r);
             out.clear();
         }
         let grown = rss_bytes() - rss0;
@@ -636,7 +676,7 @@ fn run_scale(
         settings,
         &format!("{prefix}samples"),
         &format!("{prefix}topology"),
-        records.iter().cloned(),
+        stream(&sim),
     )
     .expect("publish");
     let publish_s = t.elapsed().as_secs_f64();
@@ -650,6 +690,19 @@ fn run_scale(
     assert_eq!(got, samples, "the raw consumer read everything");
     let raw_rate = got as f64 / raw_s;
     println!("  raw consume ceiling:             {raw_rate:>9.0} msgs/s ({got} in {raw_s:.2} s)");
+    let (got, ingest_s) = ingest_only(
+        broker,
+        &prefix,
+        topology_events,
+        samples,
+        engine(model, interval),
+    );
+    assert_eq!(got, samples, "ingest read everything");
+    let ingest_rate = got as f64 / ingest_s;
+    println!(
+        "  ingest (consume + parse + windows and graph, no scoring): {ingest_rate:>9.0} samples/s = {:.0} % of raw",
+        100.0 * ingest_rate / raw_rate
+    );
 
     // 2. serve on the backlog.
     let stages_before = stage_seconds(&render());
@@ -742,6 +795,7 @@ fn run_scale(
         "per_slot": per_slot,
         "publish_samples_per_s": samples as f64 / publish_s,
         "raw_consume_msgs_per_s": raw_rate,
+        "ingest_samples_per_s": ingest_rate,
         "serve_samples_per_s": serve_rate,
         "serve_over_raw": serve_rate / raw_rate,
         "scoring_windows_per_s": windows_per_s,
@@ -762,7 +816,7 @@ fn run_scale(
         let live = Live {
             broker,
             settings,
-            records: &records,
+            sim: &sim,
             interval,
             prefix: format!("{prefix}live{i}-"),
         };
@@ -778,6 +832,7 @@ fn run_scale(
         entities,
         samples,
         raw: raw_rate,
+        ingest: ingest_rate,
         serve: serve_rate,
         windows_per_s,
         cpu_per_1k,
