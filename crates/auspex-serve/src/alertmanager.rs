@@ -37,6 +37,12 @@
 //! `entity_kind`, `namespace`, one of `pod` / `node` / `service` / `container` (a container also
 //! gets `pod`), `alert_id`, plus the configured static labels.
 //!
+//! Annotations: `summary`, `probability`, `time_to_incident_seconds`, `branches`,
+//! `neighbours`, `top_features`, `model_version`, and the recommended action
+//! ([`crate::remediation`]): `action` (kind, target and parameters on one line),
+//! `action_reason`, `runbook` and `runbook_url` (the same URL, under the name Alertmanager's
+//! and Grafana's templates read).
+//!
 //! Not here: deciding when an alert fires or resolves (the alert tracker), or deduplication and
 //! notification policy (Alertmanager's routing tree).
 
