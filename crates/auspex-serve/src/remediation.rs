@@ -145,7 +145,7 @@ impl Default for RemediationConfig {
             headroom: 0.2,
             max_replicas: 50,
             projection_s: 900.0,
-            leak_runway_s: 24.0 * 3600.0,
+            leak_runway_s: 4.0 * 3600.0,
             restart_at_fraction: 0.5,
             node_saturation: 0.85,
             max_time_to_oom_s: 7200.0,
