@@ -15,7 +15,10 @@ mod label;
 mod sample;
 mod topology;
 
-pub use alert::{Alert, AlertState, FeatureContribution, ImplicatedNeighbour, Severity};
+pub use alert::{
+    ACTION_VERSION, ActionEvidence, ActionKind, ActionTarget, Alert, AlertState,
+    FeatureContribution, ImplicatedNeighbour, RecommendedAction, Severity, TargetKind,
+};
 pub use entity::{Entity, EntityId, EntityKind, EntityRef};
 pub use label::IncidentLabel;
 pub use sample::MetricSample;

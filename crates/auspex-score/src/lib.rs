@@ -163,6 +163,7 @@ impl Prediction {
             branch_weights: self.branches.weights(),
             top_features: self.top_features,
             neighbours: self.neighbours,
+            action: None,
         }
     }
 }

@@ -195,8 +195,11 @@ impl AlertTracker {
                     // Keep the evidence current for the resolved message and HTTP views.
                     if p.probability >= alert.probability {
                         let starts = alert.starts_at_ms;
+                        // The action recommended when the episode fired stays with it.
+                        let action = alert.action.take();
                         *alert =
                             p.into_alert(now_ms, starts, AlertState::Firing, &self.model_version);
+                        alert.action = action;
                     }
                     return None;
                 }
@@ -211,6 +214,23 @@ impl AlertTracker {
                 ep.streak = 0;
                 Some(resolved)
             }
+        }
+    }
+
+    /// Attaches a recommended action to the firing episode of (`id`, `kind`), so that its
+    /// later views (HTTP, the resolution) carry it too; no-op when it is not firing.
+    pub fn set_action(
+        &mut self,
+        id: &EntityId,
+        kind: AnomalyKind,
+        action: Option<auspex_model::RecommendedAction>,
+    ) {
+        if let Some(a) = self
+            .episodes
+            .get_mut(&(id.clone(), kind))
+            .and_then(|e| e.firing.as_mut())
+        {
+            a.action = action;
         }
     }
 

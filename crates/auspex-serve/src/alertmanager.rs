@@ -37,6 +37,12 @@
 //! `entity_kind`, `namespace`, one of `pod` / `node` / `service` / `container` (a container also
 //! gets `pod`), `alert_id`, plus the configured static labels.
 //!
+//! Annotations: `summary`, `probability`, `time_to_incident_seconds`, `branches`,
+//! `neighbours`, `top_features`, `model_version`, and the recommended action
+//! ([`crate::remediation`]): `action` (kind, target and parameters on one line),
+//! `action_reason`, `runbook` and `runbook_url` (the same URL, under the name Alertmanager's
+//! and Grafana's templates read).
+//!
 //! Not here: deciding when an alert fires or resolves (the alert tracker), or deduplication and
 //! notification policy (Alertmanager's routing tree).
 
@@ -367,7 +373,40 @@ fn annotations(alert: &Alert) -> BTreeMap<String, String> {
         out.insert("top_features".into(), names.join(", "));
     }
     out.insert("model_version".into(), alert.model_version.clone());
+    if let Some(a) = &alert.action {
+        out.insert("action".into(), action_line(a));
+        out.insert("action_reason".into(), a.reason.clone());
+        if let Some(r) = &a.runbook {
+            out.insert("runbook".into(), r.clone());
+            // Alertmanager's default templates and Grafana read this name.
+            out.insert("runbook_url".into(), r.clone());
+        }
+    }
     out
+}
+
+/// The action in one line: `rollback workload shop/cart to_revision=7d9f8c6b5`.
+fn action_line(a: &auspex_model::RecommendedAction) -> String {
+    let t = &a.target;
+    let kind = match t.kind {
+        auspex_model::TargetKind::Workload => "workload",
+        auspex_model::TargetKind::Pod => "pod",
+        auspex_model::TargetKind::Node => "node",
+        auspex_model::TargetKind::Service => "service",
+    };
+    let mut line = match &t.namespace {
+        Some(ns) => format!("{} {kind} {ns}/{}", a.kind, t.name),
+        None => format!("{} {kind} {}", a.kind, t.name),
+    };
+    for (k, v) in &a.params {
+        let v = match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(items) => format!("{} items", items.len()),
+            other => other.to_string(),
+        };
+        line.push_str(&format!(" {k}={v}"));
+    }
+    line
 }
 
 /// "memory exhaustion predicted on pod shop/cart-7 in ~12 min (p=0.91)".
@@ -835,6 +874,7 @@ mod tests {
                 relation: EdgeKind::RunsOn,
                 score: 0.4,
             }],
+            action: None,
         }
     }
 

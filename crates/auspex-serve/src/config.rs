@@ -50,6 +50,9 @@ pub struct ServeConfig {
     pub engine: EngineSection,
     /// The embedded default's source and sinks (used when `kafka.brokers` is empty).
     pub embedded: EmbeddedConfig,
+    /// The rule table behind each alert's recommended action, and the parameters actions
+    /// are sized with.
+    pub remediation: crate::remediation::RemediationConfig,
 }
 
 /// `[model]`
@@ -181,6 +184,7 @@ impl ServeConfig {
             .validate()
             .map_err(|e| format!("windows: {e}"))?;
         self.graph.validate().map_err(|e| format!("graph: {e}"))?;
+        self.remediation.validate()?;
         if self.engine.recent_alerts == 0 {
             return Err("engine.recent_alerts: must be at least 1".into());
         }

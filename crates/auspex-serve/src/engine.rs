@@ -13,6 +13,8 @@ use auspex_graph::{GraphConfig, LiveGraph, Subgraph};
 use auspex_ingest::{DeadLetter, Record};
 use auspex_model::{Alert, AlertState, AnomalyKind, EntityId, EntityRef, TimestampMs};
 use auspex_score::{AlertPolicy, AlertTracker, Branches, Prediction, Scorer, ScoringContext};
+
+use crate::remediation::{Facts, Recommender, RemediationConfig, RevisionBook};
 use auspex_window::{WindowConfig, WindowStore};
 use serde::Serialize;
 
@@ -24,6 +26,8 @@ pub struct EngineConfig {
     pub alerts: AlertPolicy,
     /// Alerts (firing and resolved) kept for `/v1/alerts`.
     pub recent_alerts: usize,
+    /// The rule table behind each alert's recommended action.
+    pub remediation: RemediationConfig,
 }
 
 impl Default for EngineConfig {
@@ -33,6 +37,7 @@ impl Default for EngineConfig {
             graph: GraphConfig::default(),
             alerts: AlertPolicy::default(),
             recent_alerts: 1000,
+            remediation: RemediationConfig::default(),
         }
     }
 }
@@ -103,6 +108,8 @@ pub struct Engine {
     due: Vec<EntityId>,
     latest: HashMap<EntityId, (TimestampMs, Vec<KindScores>)>,
     recent: VecDeque<Alert>,
+    recommender: Recommender,
+    revisions: RevisionBook,
 }
 
 impl Engine {
@@ -111,6 +118,8 @@ impl Engine {
             .alerts
             .validate()
             .map_err(|e| anyhow::anyhow!("alerts.{e}"))?;
+        let recommender =
+            Recommender::new(config.remediation.clone()).map_err(|e| anyhow::anyhow!(e))?;
         let tick_ms = (config.windows.resolution_ms * config.windows.step as u64) as TimestampMs;
         let version = scorer.version();
         Ok(Engine {
@@ -125,6 +134,8 @@ impl Engine {
             due: Vec::new(),
             latest: HashMap::new(),
             recent: VecDeque::new(),
+            recommender,
+            revisions: RevisionBook::default(),
             config,
         })
     }
@@ -152,6 +163,7 @@ impl Engine {
                     .or_insert((s.timestamp_ms, s.timestamp_ms));
                 span.1 = span.1.max(s.timestamp_ms);
                 self.windows.push(&s);
+                self.revisions.observe_entity(&s.entity, s.timestamp_ms);
                 // A sample whose entity fields contradict the graph is still a good sample.
                 if let Err(e) = self.graph.observe(&s) {
                     tracing::debug!(%e, "graph ignored a sample's topology hints");
@@ -161,6 +173,9 @@ impl Engine {
             Record::Topology(t) => {
                 self.counts.topology_events += 1;
                 self.note_time(t.timestamp_ms);
+                if let auspex_model::TopologyChange::UpsertEntity { entity } = &t.change {
+                    self.revisions.observe_entity(entity, t.timestamp_ms);
+                }
                 if let Err(e) = self.graph.apply(&t) {
                     tracing::warn!(%e, "topology event not applied");
                 }
@@ -234,7 +249,24 @@ impl Engine {
             metrics::counter!(crate::telemetry::WINDOWS_SCORED).increment(self.due.len() as u64);
             self.remember(now_ms, &preds);
             for p in preds {
-                if let Some(a) = self.tracker.observe(now_ms, p) {
+                if let Some(mut a) = self.tracker.observe(now_ms, p) {
+                    if a.state == AlertState::Firing {
+                        let latest = &self.latest;
+                        let score = |id: &EntityId, kind: AnomalyKind| {
+                            latest.get(id).and_then(|(_, ks)| {
+                                ks.iter().find(|k| k.kind == kind).map(|k| k.probability)
+                            })
+                        };
+                        let facts = Facts {
+                            graph: &self.graph,
+                            windows: &self.windows,
+                            score: &score,
+                            revisions: &self.revisions,
+                        };
+                        a.action = self.recommender.recommend(&a, &facts);
+                        self.tracker
+                            .set_action(&a.entity.id(), a.kind, a.action.clone());
+                    }
                     out.push(a);
                 }
             }

@@ -7,6 +7,7 @@
 //! - [`http`]: the HTTP API and `/metrics`;
 //! - [`alertmanager`]: on-call routing;
 //! - [`model`]: which scorer serves, and reloads;
+//! - [`remediation`]: the recommended action on every alert (rule table, read-only);
 //! - [`config`]: the TOML file, environment and flags, validated;
 //! - [`telemetry`]: the service's metrics.
 
@@ -17,6 +18,7 @@ pub mod http;
 pub mod kafka;
 pub mod model;
 pub mod pipeline;
+pub mod remediation;
 pub mod shared;
 pub mod telemetry;
 

@@ -282,6 +282,7 @@ mod tests {
             branch_weights: Default::default(),
             top_features: Vec::new(),
             neighbours: Vec::new(),
+            action: None,
         }
     }
 

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use auspex_model::{Alert, AlertState, AnomalyKind, EntityRef, Severity, TimestampMs};
+use auspex_model::{
+    ACTION_VERSION, ActionKind, ActionTarget, Alert, AlertState, AnomalyKind, EntityRef,
+    RecommendedAction, Severity, TargetKind, TimestampMs,
+};
 use auspex_serve::alertmanager::{
     Alertmanager, AlertmanagerConfig, DeliveryStats, alertname, rfc3339,
 };
@@ -171,6 +174,7 @@ fn firing(entity: EntityRef, kind: AnomalyKind) -> Alert {
         branch_weights: Default::default(),
         top_features: vec![],
         neighbours: vec![],
+        action: None,
     }
 }
 
@@ -190,10 +194,31 @@ fn a_firing_alert_arrives_and_its_resolution_closes_it() {
         ..config(am.url())
     })
     .expect("sink starts");
-    let alert = firing(
+    let mut alert = firing(
         EntityRef::pod("shop", "cart-7"),
         AnomalyKind::MemoryExhaustion,
     );
+    alert.action = Some(RecommendedAction {
+        version: ACTION_VERSION,
+        kind: ActionKind::RestartBeforeOom,
+        cause: "memory_leak".into(),
+        target: ActionTarget {
+            kind: TargetKind::Pod,
+            namespace: Some("shop".into()),
+            name: "cart-7".into(),
+        },
+        params: [
+            ("time_to_oom_seconds".to_string(), serde_json::json!(720.0)),
+            (
+                "alternative_memory_limit_bytes".to_string(),
+                serde_json::json!(805306368),
+            ),
+        ]
+        .into(),
+        reason: "the working set grows 1.0 MiB/min towards its 512 MiB limit".into(),
+        evidence: vec![],
+        runbook: Some("https://runbooks.example/auspex/restart_before_oom".into()),
+    });
     assert!(sink.offer(&alert));
 
     let got = wait_for(
@@ -220,6 +245,21 @@ fn a_firing_alert_arrives_and_its_resolution_closes_it() {
     assert_eq!(annotations["time_to_incident_seconds"], "720");
     assert_eq!(annotations["branches"], "gbdt=0.82 lstm=0.90");
     assert_eq!(annotations["model_version"], "test-1");
+    // The recommended action (issue 7), as Alertmanager stores and serves it.
+    assert_eq!(
+        annotations["action"],
+        "restart_before_oom pod shop/cart-7 alternative_memory_limit_bytes=805306368 \
+         time_to_oom_seconds=720.0"
+    );
+    assert_eq!(
+        annotations["action_reason"],
+        "the working set grows 1.0 MiB/min towards its 512 MiB limit"
+    );
+    assert_eq!(
+        annotations["runbook"],
+        "https://runbooks.example/auspex/restart_before_oom"
+    );
+    assert_eq!(annotations["runbook_url"], annotations["runbook"]);
     assert_eq!(got["status"]["state"], "active", "{got}");
     assert_eq!(got["startsAt"], rfc3339(alert.starts_at_ms).as_str());
     assert_eq!(

@@ -416,6 +416,31 @@ async fn statistical_instance() {
         got.iter()
             .all(|a| a["kind"] == kind.as_str() && a["state"] == "firing")
     );
+    // Every firing alert carries its recommended action over HTTP (issue 7); the forced
+    // leak's pod gets restart-before-OOM with the time to OOM read from its window.
+    let listed = all["recent"].as_array().unwrap();
+    let firing: Vec<&Value> = listed.iter().filter(|a| a["state"] == "firing").collect();
+    assert!(!firing.is_empty());
+    for a in &firing {
+        let act = &a["action"];
+        assert_eq!(act["version"], 1, "{a}");
+        assert!(act["kind"].is_string() && act["reason"].is_string(), "{a}");
+        assert!(act["target"]["name"].is_string(), "{a}");
+    }
+    let leak = firing
+        .iter()
+        .find(|a| a["kind"] == "memory_exhaustion" && a["entity"]["kind"] == "pod")
+        .expect("the forced leak fires a memory alert on its pod");
+    let act = &leak["action"];
+    assert_eq!(act["kind"], "restart_before_oom", "{act}");
+    assert_eq!(act["cause"], "memory_leak", "{act}");
+    assert_eq!(act["target"]["name"], leak["entity"]["name"], "{act}");
+    let tto = act["params"]["time_to_oom_seconds"].as_f64().unwrap();
+    assert!(tto > 0.0 && tto < 6.0 * 3600.0, "{act}");
+    let (_, one) = server
+        .get(&format!("/v1/alerts/{}", leak["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(one["action"]["kind"], "restart_before_oom", "{one}");
     let (_, limited) = server.get("/v1/alerts?limit=1").await;
     let newest = limited["recent"].as_array().unwrap();
     assert_eq!(newest.len(), 1);

@@ -389,6 +389,18 @@ impl State {
                 entity.node = Some(cluster.nodes[node].name.clone());
                 entity.service = service.map(|s| cluster.services[s].name.clone());
                 entity.workload = Some(workload.clone());
+                // Pod names are `{workload}-{template hash}-{suffix}`, as a Deployment's are:
+                // the hash names the revision (remediation recommends rolling back to the
+                // previous one).
+                if let Some((hash, _)) = name
+                    .strip_prefix(workload.as_str())
+                    .and_then(|r| r.strip_prefix('-'))
+                    .and_then(|r| r.rsplit_once('-'))
+                {
+                    entity
+                        .labels
+                        .insert("pod-template-hash".into(), hash.to_string());
+                }
                 let pod_ref = entity.reference();
                 let mut changes = vec![
                     TopologyChange::UpsertEntity {

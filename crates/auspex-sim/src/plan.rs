@@ -6,6 +6,12 @@
 //! touches is locked by another fault or a deploy, and then locks what it touches. Churn that
 //! would touch a locked entity is skipped, so the cluster a fault was evaluated on is the one
 //! the simulator later runs it on, and the labels are exact.
+//!
+//! TODO(issue 7): let a run apply a recommended action at alert time (scale out, restart,
+//! raise a limit, roll back, cordon and drain, shed load) and report the incident averted or
+//! shortened against the same seed without it. Everything here is planned before the first
+//! tick, so that needs a fault to be cut short (its effects and labels re-derived from the
+//! action's tick) rather than an op appended mid-run.
 
 use std::collections::BTreeMap;
 

@@ -31,8 +31,9 @@ pub struct WatchConfig {
     pub node_selector: Option<String>,
     /// Where `belongs_to` (pod → service) comes from: `endpoint_slices` or `selectors`.
     pub membership: Membership,
-    /// Pod labels copied onto pod entities (others are dropped: they churn, e.g.
-    /// `pod-template-hash`, and cost memory downstream).
+    /// Pod labels copied onto pod entities (others are dropped: they cost memory downstream).
+    /// `pod-template-hash` names a pod's revision: remediation reads it to recommend a
+    /// rollback to the previous one (it changes once per rollout, not per pod).
     pub pod_labels: Vec<String>,
     /// Node labels copied onto node entities.
     pub node_labels: Vec<String>,
@@ -60,6 +61,7 @@ impl Default for WatchConfig {
                 "app.kubernetes.io/component",
                 "app.kubernetes.io/part-of",
                 "version",
+                "pod-template-hash",
             ]),
             node_labels: strings(&[
                 "topology.kubernetes.io/region",

@@ -252,6 +252,11 @@ fn pod(name: &str, node: Option<&str>, service: Option<&str>) -> TopologyChange 
         ("app.kubernetes.io/name", app),
         ("app.kubernetes.io/part-of", "shop"),
     ]);
+    // A Deployment's pods name their revision (remediation's rollback target).
+    if name.starts_with("checkout-") {
+        e.labels
+            .insert("pod-template-hash".into(), "7d9f8c6b5".into());
+    }
     UpsertEntity { entity: e }
 }
 

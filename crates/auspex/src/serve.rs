@@ -48,6 +48,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         graph: config.graph.clone(),
         alerts: config.alerts.clone(),
         recent_alerts: config.engine.recent_alerts,
+        remediation: config.remediation.clone(),
     };
     let scorer = auspex_serve::model::open(
         config.model.path.as_deref(),
