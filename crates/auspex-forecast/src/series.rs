@@ -197,12 +197,8 @@ impl StepAggregator {
         let Some(open) = self.open else { return };
         for (key, p) in std::mem::take(&mut self.pending) {
             let ticks = f64::from(p.ticks.max(1));
-            let mut values = [None; 3];
-            for i in 0..3 {
-                if p.seen[i] {
-                    values[i] = Some(p.sums[i] / ticks);
-                }
-            }
+            let values: [Option<f64>; 3] =
+                std::array::from_fn(|i| p.seen[i].then(|| p.sums[i] / ticks));
             out.push(StepDemand {
                 key,
                 index: open,
