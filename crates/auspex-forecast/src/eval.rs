@@ -139,6 +139,36 @@ pub struct EvalReport {
     pub quantiles: Vec<f64>,
     /// One entry per horizon.
     pub horizons: Vec<HorizonScores>,
+    /// Per series: MASE per horizon of the model and each reference.
+    pub per_series: Vec<SeriesMase>,
+}
+
+/// One series' MASE per horizon, model then references in [`Baseline::ALL`] order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesMase {
+    /// The split's name.
+    pub name: String,
+    /// `[horizon][method]`, method 0 the model.
+    pub mase: Vec<[f64; 4]>,
+}
+
+impl EvalReport {
+    /// Per horizon (minutes): on how many series some reference has a lower MASE than the
+    /// model, out of how many.
+    pub fn series_lost(&self) -> Vec<(f64, usize, usize)> {
+        self.horizons
+            .iter()
+            .enumerate()
+            .map(|(hi, h)| {
+                let lost = self
+                    .per_series
+                    .iter()
+                    .filter(|s| s.mase[hi][1..].iter().any(|&b| b < s.mase[hi][0]))
+                    .count();
+                (h.minutes, lost, self.per_series.len())
+            })
+            .collect()
+    }
 }
 
 /// Quantile forecasts (values, not scale units) for the origins `t` of `series` where the
@@ -243,6 +273,7 @@ pub fn evaluate(
     // per horizon: per method (model + 3 references): per-series scores
     let mut per: Vec<Vec<Vec<MethodScores>>> = vec![vec![Vec::new(); 4]; nh];
     let (mut n_series, mut n_origins) = (0, 0);
+    let mut per_series = Vec::new();
     for s in splits {
         let v = &s.series.values;
         let pre = &v[..s.test.start.min(v.len())];
@@ -295,11 +326,18 @@ pub fn evaluate(
         }
         n_series += 1;
         n_origins += forecasts.len();
+        let mut mase = vec![[0.0; 4]; nh];
         for hi in 0..nh {
             for m in 0..4 {
-                per[hi][m].push(accs[hi][m].scores(scale));
+                let sc = accs[hi][m].scores(scale);
+                mase[hi][m] = sc.mase;
+                per[hi][m].push(sc);
             }
         }
+        per_series.push(SeriesMase {
+            name: s.name.clone(),
+            mase,
+        });
     }
     let step_min = spec.step_ms as f64 / 60_000.0;
     let horizons = spec
@@ -321,6 +359,7 @@ pub fn evaluate(
         origins: n_origins,
         quantiles: levels.clone(),
         horizons,
+        per_series,
     }
 }
 

@@ -144,6 +144,18 @@ pub fn evaluate_forecast(args: EvaluateForecastArgs) -> Result<()> {
         .collect();
     println!("{}", markdown_table(&reports));
     println!("Scaling: {SCALING}.\nReferences' quantiles: {BASELINE_Q}.");
+    for r in &reports {
+        let lost: Vec<String> = r
+            .series_lost()
+            .iter()
+            .map(|(m, lost, n)| format!("{m} min: {lost} of {n}"))
+            .collect();
+        println!(
+            "- {}: series where a reference has a lower MASE than the model: {}",
+            r.name,
+            lost.join(", ")
+        );
+    }
     let out = Output {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         scaling: SCALING,
