@@ -2,9 +2,9 @@
 //! scaled pinball loss per quantile and horizon, plus quantile coverage.
 //!
 //! Scaling (stated in every report): both MASE and pinball are divided by the mean absolute
-//! one-step change of the series over the part before the evaluated range (its training split
-//! for real data; the warm-up season of a held-out simulator seed), i.e. Hyndman's in-sample
-//! one-step naive MAE. Per-series figures are averaged with equal weight per series.
+//! one-step change of the series over the part before the evaluated range (its training and
+//! validation splits for real data; the warm-up season of a held-out simulator seed), i.e.
+//! Hyndman's in-sample one-step naive MAE. Per-series figures are averaged with equal weight.
 //!
 //! The references get fair quantiles: the empirical quantiles of their own residuals on the
 //! training windows, in the model's per-window scale units ([`BaselineQuantiles::fit`]).

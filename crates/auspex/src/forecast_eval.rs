@@ -104,7 +104,7 @@ struct Output {
 }
 
 const SCALING: &str = "MASE and pinball are divided by the mean absolute one-step change of \
-    the series before its test range (training split; for a held-out simulator seed, its first \
+    the series before its test range (training and validation splits; for a held-out simulator seed, its first \
     season), averaged over series with equal weight";
 const BASELINE_Q: &str = "reference quantiles = point forecast + per-window scale x empirical \
     quantile of the reference's own scaled residuals on the training split";
