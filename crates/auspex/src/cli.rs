@@ -46,6 +46,9 @@ pub enum Command {
     /// API) that maps cAdvisor, kube-state-metrics and node-exporter series to metric samples
     /// on the samples topic, or NDJSON without brokers.
     Collect(crate::collect::CollectArgs),
+    /// Train the per-workload demand forecaster and score it against last value, seasonal
+    /// naive and predict_linear on held-out simulator seeds and real load series.
+    EvaluateForecast(crate::forecast_eval::EvaluateForecastArgs),
 }
 
 /// Simulator settings shared by `simulate` and `run`.

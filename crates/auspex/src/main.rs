@@ -7,6 +7,7 @@ mod byo;
 mod cli;
 mod collect;
 mod datasets;
+mod forecast_eval;
 mod learn;
 mod serve;
 mod summary;
@@ -35,6 +36,7 @@ fn run(cli: cli::Cli) -> Result<()> {
         cli::Command::Evaluate(args) => learn::evaluate(args),
         cli::Command::Serve(args) => serve::serve(args),
         cli::Command::Collect(args) => collect::collect(args),
+        cli::Command::EvaluateForecast(args) => forecast_eval::evaluate_forecast(args),
     }
 }
 
