@@ -247,7 +247,9 @@ impl Trigger {
                 None => {
                     return Err(bad(
                         "workload",
-                        format!("{w:?} has no namespace and the ScaledObject names none: use namespace/name"),
+                        format!(
+                            "{w:?} has no namespace and the ScaledObject names none: use namespace/name"
+                        ),
                     ));
                 }
             };
@@ -411,10 +413,12 @@ pub fn parse_quantity(s: &str) -> Option<f64> {
     ];
     let s = s.trim();
     let plain = |n: &str| {
-        (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)))
-            .then(|| n.parse::<f64>().ok())
-            .flatten()
-            .filter(|v| v.is_finite())
+        (!n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)))
+        .then(|| n.parse::<f64>().ok())
+        .flatten()
+        .filter(|v| v.is_finite())
     };
     if let Some(v) = plain(s) {
         return Some(v);
@@ -455,9 +459,9 @@ pub fn parse_quantile(s: &str) -> Option<f64> {
 
 /// `900` -> `15m`, `3600` -> `1h`, `90` -> `90s`.
 pub fn show_duration(s: u64) -> String {
-    if s % 3600 == 0 {
+    if s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 {
+    } else if s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
@@ -806,7 +810,11 @@ mod tests {
             stream_interval_ms: 0,
             ..KedaConfig::default()
         };
-        assert!(c.validate().unwrap_err().starts_with("keda.stream_interval_ms"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .starts_with("keda.stream_interval_ms")
+        );
         assert_eq!(KedaConfig::default().listen_addr(), Ok(None));
     }
 }

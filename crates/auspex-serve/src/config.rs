@@ -53,6 +53,12 @@ pub struct ServeConfig {
     /// The rule table behind each alert's recommended action, and the parameters actions
     /// are sized with.
     pub remediation: crate::remediation::RemediationConfig,
+    /// Per-workload demand forecasts (`model`: a file from `auspex evaluate-forecast
+    /// --save-model`).
+    pub forecast: crate::forecasts::ForecastSettings,
+    /// KEDA's external scaler over gRPC (`listen`, `stream_interval_ms`); needs
+    /// `forecast.model`.
+    pub keda: auspex_keda::KedaConfig,
 }
 
 /// `[model]`
@@ -86,12 +92,16 @@ impl Default for ModelConfig {
 pub struct EngineSection {
     /// Alert messages (firing and resolved) kept for `GET /v1/alerts`.
     pub recent_alerts: usize,
+    /// An entity is first scored once it has been seen for this long (event time, ms), so a
+    /// pod that has just started is not judged on a few samples; 0 scores it at once.
+    pub min_history_ms: u64,
 }
 
 impl Default for EngineSection {
     fn default() -> Self {
         Self {
             recent_alerts: 1000,
+            min_history_ms: 300_000,
         }
     }
 }
@@ -115,6 +125,9 @@ pub struct EmbeddedConfig {
     pub alerts: String,
     /// Where records that could not be parsed go, with the reason (NDJSON).
     pub dead_letters: PathBuf,
+    /// Keep the HTTP API (and the KEDA scaler) up after the source ends, until SIGTERM or
+    /// Ctrl-C: to look at what a replay left behind.
+    pub hold: bool,
 }
 
 impl Default for EmbeddedConfig {
@@ -126,6 +139,7 @@ impl Default for EmbeddedConfig {
             speed: None,
             alerts: "-".into(),
             dead_letters: "dead-letters.ndjson".into(),
+            hold: false,
         }
     }
 }
@@ -185,6 +199,21 @@ impl ServeConfig {
             .map_err(|e| format!("windows: {e}"))?;
         self.graph.validate().map_err(|e| format!("graph: {e}"))?;
         self.remediation.validate()?;
+        if let Some(p) = &self.forecast.model
+            && !p.is_file()
+        {
+            return Err(format!(
+                "forecast.model = {}: no such file (a model written by `auspex evaluate-forecast --save-model`)",
+                p.display()
+            ));
+        }
+        self.keda.validate()?;
+        if !self.keda.listen.is_empty() && self.forecast.model.is_none() {
+            return Err(format!(
+                "keda.listen = {:?}: the KEDA scaler answers from demand forecasts; set forecast.model too",
+                self.keda.listen
+            ));
+        }
         if self.engine.recent_alerts == 0 {
             return Err("engine.recent_alerts: must be at least 1".into());
         }

@@ -15,6 +15,9 @@ use auspex_model::{Alert, AlertState, AnomalyKind, EntityId, EntityRef, Timestam
 use auspex_score::{AlertPolicy, AlertTracker, Branches, Prediction, Scorer, ScoringContext};
 
 use crate::remediation::{Facts, Recommender, RemediationConfig, RevisionBook};
+use auspex_forecast::{
+    DemandForecaster, Forecast, ForecastModel, Resource as ForecastResource, WorkloadKey,
+};
 use auspex_window::{WindowConfig, WindowStore};
 use serde::Serialize;
 
@@ -28,6 +31,9 @@ pub struct EngineConfig {
     pub recent_alerts: usize,
     /// The rule table behind each alert's recommended action.
     pub remediation: RemediationConfig,
+    /// An entity is first scored once it has been seen for this long (event time), so a pod
+    /// that has just started is not judged on a few samples; 0 scores it at once.
+    pub min_history_ms: TimestampMs,
 }
 
 impl Default for EngineConfig {
@@ -38,6 +44,7 @@ impl Default for EngineConfig {
             alerts: AlertPolicy::default(),
             recent_alerts: 1000,
             remediation: RemediationConfig::default(),
+            min_history_ms: 0,
         }
     }
 }
@@ -110,6 +117,12 @@ pub struct Engine {
     recent: VecDeque<Alert>,
     recommender: Recommender,
     revisions: RevisionBook,
+    /// Demand forecasts per workload (issue 7), when a forecast model is loaded: fed every
+    /// sample, forecast once per forecast step at the tick, read by the KEDA scaler, the
+    /// `auspex_forecast_demand` gauges and `/v1/forecasts`.
+    forecaster: Option<DemandForecaster>,
+    forecasts: BTreeMap<(WorkloadKey, ForecastResource), Forecast>,
+    forecast_step: Option<i64>,
 }
 
 impl Engine {
@@ -136,6 +149,9 @@ impl Engine {
             recent: VecDeque::new(),
             recommender,
             revisions: RevisionBook::default(),
+            forecaster: None,
+            forecasts: BTreeMap::new(),
+            forecast_step: None,
             config,
         })
     }
@@ -162,6 +178,9 @@ impl Engine {
                     .entry(id)
                     .or_insert((s.timestamp_ms, s.timestamp_ms));
                 span.1 = span.1.max(s.timestamp_ms);
+                if let Some(f) = &mut self.forecaster {
+                    f.observe(&s);
+                }
                 self.windows.push(&s);
                 self.revisions.observe_entity(&s.entity, s.timestamp_ms);
                 // A sample whose entity fields contradict the graph is still a good sample.
@@ -228,9 +247,16 @@ impl Engine {
 
     fn tick(&mut self, now_ms: TimestampMs, out: &mut Vec<Alert>) {
         self.counts.ticks += 1;
+        self.forecast(now_ms);
         let first = out.len();
         // `now_ms` is the boundary that just closed: the slots before it are complete.
         self.windows.due_into(now_ms - 1, &mut self.due);
+        if self.config.min_history_ms > 0 {
+            // Too young to judge: not scored yet (they stay due at every later tick).
+            let (spans, since) = (&self.spans, now_ms - self.config.min_history_ms);
+            self.due
+                .retain(|id| spans.get(id).is_some_and(|(first, _)| *first <= since));
+        }
         if !self.due.is_empty() {
             self.counts.windows_scored += self.due.len() as u64;
             let ctx = ScoringContext {
@@ -339,6 +365,69 @@ impl Engine {
     /// Entities with a window now.
     pub fn tracked_entities(&self) -> usize {
         self.windows.len()
+    }
+
+    /// Completes the forecaster's steps up to `now_ms` and, once per new step, forecasts every
+    /// workload (one batch through the network); workloads silent in the last step drop out.
+    fn forecast(&mut self, now_ms: TimestampMs) {
+        let Some(f) = &mut self.forecaster else {
+            return;
+        };
+        f.advance(now_ms);
+        let step = now_ms.div_euclid(f.model().config().features.step_ms);
+        if self.forecast_step == Some(step) {
+            return;
+        }
+        self.forecast_step = Some(step);
+        let started = std::time::Instant::now();
+        self.forecasts = f
+            .forecast_all()
+            .into_iter()
+            .map(|fc| ((fc.workload.clone(), fc.resource), fc))
+            .collect();
+        metrics::histogram!(crate::telemetry::SCORE_SECONDS, "branch" => "forecast")
+            .record(started.elapsed().as_secs_f64());
+    }
+
+    /// Forecasts each workload's demand with `model` from here on.
+    pub fn with_forecaster(mut self, model: ForecastModel) -> Self {
+        self.forecaster = Some(DemandForecaster::new(model));
+        self
+    }
+
+    /// The forecast model's horizons (ms) and quantiles; `None` without one.
+    pub fn forecast_grid(&self) -> Option<(Vec<i64>, Vec<f64>)> {
+        let c = self.forecaster.as_ref()?.model().config();
+        let step = c.features.step_ms;
+        Some((
+            c.features
+                .horizons
+                .iter()
+                .map(|&h| h as i64 * step)
+                .collect(),
+            c.quantiles.clone(),
+        ))
+    }
+
+    /// The latest forecast of every workload and resource that has one.
+    pub fn forecasts(&self) -> impl Iterator<Item = &Forecast> {
+        self.forecasts.values()
+    }
+
+    /// The latest forecast of one workload's resource; `Err(true)` when the workload is known
+    /// (it has history) but has no forecast yet, `Err(false)` when it is not known.
+    pub fn forecast_of(
+        &self,
+        workload: &WorkloadKey,
+        resource: ForecastResource,
+    ) -> Result<&Forecast, bool> {
+        match self.forecasts.get(&(workload.clone(), resource)) {
+            Some(f) => Ok(f),
+            None => Err(self
+                .forecaster
+                .as_ref()
+                .is_some_and(|f| f.resources(workload).contains(&resource))),
+        }
     }
 
     pub fn graph(&self) -> &LiveGraph {

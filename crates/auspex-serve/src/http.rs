@@ -12,6 +12,7 @@
 //! | `GET /v1/alerts/{id}` | one alert in its latest state (firing or resolved) |
 //! | `GET /v1/entities/{id}` | one entity's window summary and scores |
 //! | `GET /v1/graph?around=&hops=` | the topology around an entity |
+//! | `GET /v1/forecasts?namespace=&workload=` | the latest demand forecasts per workload |
 //! | `POST /v1/score` | scores posted samples on their own (NDJSON or a JSON array) |
 //! | `POST /v1/model/reload` | swaps in a model bundle; answers the thresholds in force |
 //!
@@ -71,6 +72,8 @@ pub struct HttpConfig {
     pub metrics_namespaces: usize,
     /// Most firing alerts `auspex_alert_probability` shows (the most probable); 0: none.
     pub metrics_top_alerts: usize,
+    /// Most workloads `auspex_forecast_demand` shows (the largest by p50 CPU forecast).
+    pub metrics_forecast_workloads: usize,
 }
 
 impl Default for HttpConfig {
@@ -83,6 +86,7 @@ impl Default for HttpConfig {
             request_timeout_ms: 10_000,
             metrics_namespaces: 50,
             metrics_top_alerts: 50,
+            metrics_forecast_workloads: 100,
         }
     }
 }
@@ -192,8 +196,9 @@ struct AppState {
     timeout: Duration,
     /// The version `auspex_model_info` was last set for, to zero its series on a change.
     model_info: Arc<Mutex<Option<String>>>,
-    /// Caps of the per-namespace and per-alert families (`metrics_namespaces`, `metrics_top_alerts`).
-    caps: (usize, usize),
+    /// Caps of the per-namespace, per-alert and per-workload families (`metrics_namespaces`,
+    /// `metrics_top_alerts`, `metrics_forecast_workloads`).
+    caps: (usize, usize, usize),
 }
 
 /// The API's error: a status and a JSON body `{"error", "reason"}`.
@@ -313,7 +318,11 @@ pub fn router(
         token: token.map(Arc::from),
         timeout: Duration::from_millis(cfg.request_timeout_ms),
         model_info: Arc::new(Mutex::new(None)),
-        caps: (cfg.metrics_namespaces, cfg.metrics_top_alerts),
+        caps: (
+            cfg.metrics_namespaces,
+            cfg.metrics_top_alerts,
+            cfg.metrics_forecast_workloads,
+        ),
     };
     let api = Router::new()
         .route("/v1/alerts", get(alerts))
@@ -321,6 +330,7 @@ pub fn router(
         .route("/v1/alerts/{id}", get(alert))
         .route("/v1/entities/{*id}", get(entity))
         .route("/v1/graph", get(graph))
+        .route("/v1/forecasts", get(forecasts))
         .route("/v1/score", post(score))
         .route("/v1/model/reload", post(reload))
         // route_layer: an unknown path is 404 whether or not the token is right.
@@ -451,6 +461,7 @@ where
 // --- open endpoints ---
 
 async fn prometheus(State(state): State<AppState>) -> Result<Response, AppError> {
+    let cap = state.caps.2;
     let (entities, vertices, edges, firing, version) = with_engine(&state.shared, |e| {
         (
             e.tracked_entities(),
@@ -477,11 +488,22 @@ async fn prometheus(State(state): State<AppState>) -> Result<Response, AppError>
             *last = Some(version);
         }
     }
+    let (forecasts, forecasts_left_out) = with_engine(&state.shared, move |e| {
+        crate::forecasts::render(&e.forecasts().collect::<Vec<_>>(), cap)
+    })
+    .await?;
     let mut body = state.handle.render();
+    body.push_str(&forecasts);
+    // Ends with the `auspex_metric_series_capped` family: the forecasts' line joins it.
     body.push_str(&telemetry::render_firing(
         &firing,
         state.caps.0,
         state.caps.1,
+    ));
+    body.push_str(&format!(
+        "{}{{metric=\"{}\"}} {forecasts_left_out}\n",
+        telemetry::SERIES_CAPPED,
+        crate::forecasts::FORECAST_DEMAND
     ));
     Ok((
         [(
@@ -491,6 +513,48 @@ async fn prometheus(State(state): State<AppState>) -> Result<Response, AppError>
         body,
     )
         .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForecastQuery {
+    namespace: Option<String>,
+    workload: Option<String>,
+}
+
+/// The latest forecast of every workload (and resource), optionally of one namespace or
+/// workload; 404 when no forecast model is loaded.
+async fn forecasts(
+    State(state): State<AppState>,
+    query: Result<Query<ForecastQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let Query(q) = query?;
+    let found = with_engine(&state.shared, move |e| {
+        e.forecast_grid().map(|_| {
+            e.forecasts()
+                .filter(|f| {
+                    q.namespace
+                        .as_ref()
+                        .is_none_or(|n| *n == f.workload.namespace)
+                })
+                .filter(|f| {
+                    q.workload
+                        .as_ref()
+                        .is_none_or(|w| *w == f.workload.workload)
+                })
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+    })
+    .await?;
+    match found {
+        Some(f) => Ok(Json(json!({ "forecasts": f }))),
+        None => Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "no_forecast_model",
+            "no forecast model is loaded (set forecast.model)",
+        )),
+    }
 }
 
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {

@@ -14,6 +14,7 @@
 pub mod alertmanager;
 pub mod config;
 pub mod engine;
+pub mod forecasts;
 pub mod http;
 pub mod kafka;
 pub mod model;

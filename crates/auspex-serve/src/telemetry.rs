@@ -85,6 +85,10 @@ pub fn describe() {
         "Records read, by source (topic, or `embedded`)."
     );
     describe_counter!(SAMPLES, "Metric samples applied to the windows.");
+    describe_counter!(
+        "auspex_keda_requests_total",
+        "Calls of KEDA's external scaler, by method and outcome (ok, invalid_argument, not_found, unavailable)."
+    );
     describe_counter!(TOPOLOGY_EVENTS, "Topology events applied to the graph.");
     describe_counter!(
         PARSE_ERRORS,
@@ -176,7 +180,7 @@ fn namespace_of(a: &Alert) -> &str {
 pub const OTHER_NAMESPACE: &str = "(other)";
 
 /// A label value escaped for the text exposition format.
-fn escape(v: &str) -> String {
+pub(crate) fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

@@ -49,6 +49,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         alerts: config.alerts.clone(),
         recent_alerts: config.engine.recent_alerts,
         remediation: config.remediation.clone(),
+        min_history_ms: config.engine.min_history_ms as i64,
     };
     let scorer = auspex_serve::model::open(
         config.model.path.as_deref(),
@@ -61,8 +62,13 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         .alerts
         .thresholds
         .extend(config.alerts.thresholds.iter().map(|(k, v)| (*k, *v)));
-    let engine = Engine::new(engine_config, scorer)?;
+    let mut engine = Engine::new(engine_config, scorer)?;
     tracing::info!(model = %engine.model_version(), "model loaded");
+    if let Some(path) = &config.forecast.model {
+        let model = auspex_forecast::ForecastModel::load(path, device)
+            .with_context(|| format!("forecast.model = {}", path.display()))?;
+        engine = engine.with_forecaster(model);
+    }
     let mut shared = Shared::new(engine);
     if let Some(path) = &config.model.path {
         // A reload applies the same rule as start-up: the new bundle's thresholds, with the
@@ -133,6 +139,31 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         None => None,
     };
 
+    let keda = match config.keda.listen_addr().map_err(anyhow::Error::msg)? {
+        Some(addr) => {
+            let forecasts = auspex_serve::forecasts::EngineForecasts::new(shared.clone())
+                .context("keda.listen needs forecast.model")?;
+            let listener = runtime
+                .block_on(tokio::net::TcpListener::bind(addr))
+                .with_context(|| format!("keda.listen = {addr}: cannot listen"))?;
+            let addr = listener.local_addr()?;
+            eprintln!("auspex serve: KEDA external scaler (gRPC) on {addr}");
+            let done = stopped.clone();
+            let keda_config = config.keda.clone();
+            Some(runtime.spawn(async move {
+                let served =
+                    auspex_keda::serve(listener, Arc::new(forecasts), &keda_config, async move {
+                        done.notified().await
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(%e, "the KEDA scaler stopped");
+                }
+            }))
+        }
+        None => None,
+    };
+
     let result = if config.kafka.enabled() {
         eprintln!(
             "auspex serve: consuming {} from {} as group {}",
@@ -145,13 +176,30 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             );
         })
     } else {
-        embedded(&config, &shared, stop.clone())
+        let run = embedded(&config, &shared, stop.clone());
+        if config.embedded.hold && run.is_ok() && !stop.load(Ordering::Relaxed) {
+            eprintln!(
+                "auspex serve: the source ended; holding the API until SIGTERM (embedded.hold)"
+            );
+            let done = stopped.clone();
+            let stop = stop.clone();
+            runtime.block_on(async move {
+                let wait = done.notified();
+                if !stop.load(Ordering::Relaxed) {
+                    wait.await;
+                }
+            });
+        }
+        run
     };
 
     // Stop the HTTP server and the on-call sink, with bounded waits.
     stop.store(true, Ordering::Relaxed);
     stopped.notify_waiters();
     if let Some(h) = http {
+        let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(5), h).await });
+    }
+    if let Some(h) = keda {
         let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(5), h).await });
     }
     if let Some(am) = alertmanager

@@ -354,3 +354,54 @@ fn train_evaluate_and_run_with_a_bundle() {
     assert!(!ok);
     assert!(err.contains("feature_spec.json"), "{err}");
 }
+
+/// `serve` does not judge an entity before `engine.min_history_ms` of it: on a fault-free
+/// start (300 entities, 8 minutes, the shipped bundle) scoring every pod from its first sample
+/// fires cpu_exhaustion alerts in the first minutes, the default 5 minutes none.
+#[test]
+fn serve_waits_for_history_before_judging_new_entities() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().unwrap();
+    let firing =
+        |min_history_ms: Option<&str>| -> usize {
+            let alerts = dir.path().join(format!(
+                "alerts-{}.ndjson",
+                min_history_ms.unwrap_or("default")
+            ));
+            let out = Command::new(env!("CARGO_BIN_EXE_auspex"))
+            .current_dir(dir.path())
+            .args(["serve", "--set"])
+            .arg(format!("model.path={}", root.join("fixtures/model").display()))
+            .args([
+                "--set",
+                "embedded.seed=3",
+                "--set",
+                "embedded.sim={ nodes = 30, services = 54, replicas = 4, duration_ms = 480000 }",
+                "--set",
+                "http.listen=",
+            ])
+            .args(
+                min_history_ms
+                    .iter()
+                    .flat_map(|m| ["--set".to_string(), format!("engine.min_history_ms={m}")]),
+            )
+            .arg("--set")
+            .arg(format!("embedded.alerts={}", alerts.display()))
+            .output()
+            .expect("auspex serve runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::fs::read_to_string(alerts)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .filter(|a| a["state"] == "firing")
+                .count()
+        };
+    let eager = firing(Some("0"));
+    assert!(eager > 0, "scoring at once fires on start-up (measured: 8)");
+    assert_eq!(firing(None), 0, "the default waits five minutes");
+}
