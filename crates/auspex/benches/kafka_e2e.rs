@@ -583,8 +583,7 @@ fn main() {
 /// The simulated cluster's stream, generated afresh (the simulator is deterministic).
 fn stream(sim: &auspex_sim::SimConfig) -> impl Iterator<Item = Record> + use<> {
     let mut source = SimulatorSource::new(sim.clone()).expect("simulator");
-    std::iter::from_fn(move || source.next_batch(4096).expect("simulator stream"))
-        .flatten()
+    std::iter::from_fn(move || source.next_batch(4096).expect("simulator stream")).flatten()
 }
 
 fn run_scale(
