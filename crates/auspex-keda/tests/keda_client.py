@@ -13,6 +13,7 @@ StreamIsActive reads the stream's first message (or its error) and cancels it.
 
 import importlib
 import json
+import shutil
 import sys
 import tempfile
 
@@ -34,10 +35,15 @@ def stubs(proto_dir):
     if rc != 0:
         sys.exit(f"protoc failed on {proto_dir}/externalscaler.proto: exit {rc}")
     sys.path.insert(0, out)
-    return (
-        importlib.import_module("externalscaler_pb2"),
-        importlib.import_module("externalscaler_pb2_grpc"),
-    )
+    try:
+        return (
+            importlib.import_module("externalscaler_pb2"),
+            importlib.import_module("externalscaler_pb2_grpc"),
+        )
+    finally:
+        # Imported: the generated files are no longer needed.
+        sys.path.remove(out)
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def call(pb, stub, c):
