@@ -8,16 +8,16 @@
 
 use std::path::Path;
 
-use auspex_nn::NnDevice;
-use burn::module::{Module, ModuleMapper, Param};
+use auspex_nn::{NnDevice, dropout, seeded_init};
+use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::store::ModuleRecord;
 use burn::tensor::activation::{relu, softplus};
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
+use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -166,55 +166,6 @@ fn pinball(pred: Tensor<3>, y: Tensor<2>, tau: Tensor<3>) -> Tensor<1> {
     over.max_pair(under).mean()
 }
 
-/// Re-draws weights Glorot-uniform and biases zero from a caller-owned generator, so trainings
-/// are reproducible whatever else runs in the process (burn's generator is global).
-struct GlorotInit<'a> {
-    rng: &'a mut ChaCha8Rng,
-}
-
-impl ModuleMapper for GlorotInit<'_> {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let shape = param.lazy_shape();
-        let dims = shape.as_slice().to_vec();
-        let n = shape.num_elements();
-        let values: Vec<f32> = if dims.len() < 2 {
-            vec![0.0; n]
-        } else {
-            let a = (6.0 / (dims[0] + dims[1]).max(1) as f64).sqrt();
-            (0..n)
-                .map(|_| ((self.rng.random::<f64>() * 2.0 - 1.0) * a) as f32)
-                .collect()
-        };
-        param.map(move |old| {
-            let device = old.device();
-            let grad = old.is_require_grad();
-            Tensor::<D>::from_data(TensorData::new(values, shape), &device).set_require_grad(grad)
-        })
-    }
-}
-
-/// Inverted dropout with a mask from `rng`; the identity without one.
-fn dropout<const D: usize>(x: Tensor<D>, p: f64, rng: Option<&mut ChaCha8Rng>) -> Tensor<D> {
-    let Some(rng) = rng else { return x };
-    if p <= 0.0 {
-        return x;
-    }
-    let keep = 1.0 - p;
-    let scale = (1.0 / keep) as f32;
-    let shape = x.shape();
-    let mask: Vec<f32> = (0..shape.num_elements())
-        .map(|_| {
-            if rng.random::<f64>() < keep {
-                scale
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    let mask = Tensor::<D>::from_data(TensorData::new(mask, shape), &x.device());
-    x * mask
-}
-
 /// Model inputs and targets, row-major: `x` is `rows × width`, `y` is `rows × horizons`
 /// (targets in scale units, see [`FeatureSpec::target`]).
 #[derive(Debug, Clone, Default)]
@@ -347,8 +298,7 @@ impl ForecastModel {
         let (nh, nq) = (config.features.horizons.len(), config.quantiles.len());
         let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
         let train = train.subsample(width, nh, settings.max_windows, &mut rng);
-        let mut model =
-            QuantileNet::build(&config, &train_dev).map(&mut GlorotInit { rng: &mut rng });
+        let mut model = seeded_init(QuantileNet::build(&config, &train_dev), &mut rng);
         let mut optim = AdamConfig::new()
             .with_weight_decay(
                 (settings.weight_decay > 0.0)

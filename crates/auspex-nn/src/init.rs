@@ -39,17 +39,13 @@ impl ModuleMapper for GlorotInit<'_> {
 }
 
 /// Returns `module` with all float parameters re-drawn from `rng`.
-pub(crate) fn seeded_init<M: Module>(module: M, rng: &mut ChaCha8Rng) -> M {
+pub fn seeded_init<M: Module>(module: M, rng: &mut ChaCha8Rng) -> M {
     module.map(&mut GlorotInit { rng })
 }
 
 /// Inverted dropout with a mask from `rng`; the identity when `rng` is `None` (inference) or
 /// `p == 0`.
-pub(crate) fn dropout<const D: usize>(
-    x: Tensor<D>,
-    p: f64,
-    rng: Option<&mut ChaCha8Rng>,
-) -> Tensor<D> {
+pub fn dropout<const D: usize>(x: Tensor<D>, p: f64, rng: Option<&mut ChaCha8Rng>) -> Tensor<D> {
     let Some(rng) = rng else { return x };
     if p <= 0.0 {
         return x;

@@ -33,6 +33,7 @@ mod train;
 pub use data::{GraphSnapshot, Labeled, Labels, Sequences, Standardizer, Tabular};
 pub use device::NnDevice;
 pub use gnn::{Gnn, GnnConfig, GnnModel, fit_gnn};
+pub use init::{dropout, seeded_init};
 pub use lstm::{Lstm, LstmConfig, LstmModel, LstmStreamState, fit_lstm};
 pub use metrics::{recall_at, roc_auc};
 pub use mlp::{Mlp, MlpConfig, MlpModel, fit_mlp};
