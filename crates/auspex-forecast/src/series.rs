@@ -303,9 +303,9 @@ impl SeriesBuilder {
     }
 }
 
-/// Aggregates a finite, time-ordered stream of samples into series.
-pub fn aggregate<'a>(
-    samples: impl IntoIterator<Item = &'a MetricSample>,
+/// Aggregates a finite, time-ordered stream of samples (owned or borrowed) into series.
+pub fn aggregate(
+    samples: impl IntoIterator<Item = impl std::borrow::Borrow<MetricSample>>,
     step_ms: i64,
     max_gap: usize,
 ) -> BTreeMap<(WorkloadKey, Resource), Series> {
@@ -313,7 +313,7 @@ pub fn aggregate<'a>(
     let mut builder = SeriesBuilder::new(step_ms, max_gap);
     let mut out = Vec::new();
     for s in samples {
-        agg.observe(s, &mut out);
+        agg.observe(s.borrow(), &mut out);
         builder.push(&out);
         out.clear();
     }

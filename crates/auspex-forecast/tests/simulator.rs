@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 use auspex_forecast::eval::batch_forecasts;
 use auspex_forecast::{
     BaselineQuantiles, DEFAULT_HORIZONS_MS, DEFAULT_QUANTILES, DemandForecaster, EvalReport,
-    ForecastConfig, ForecastModel, Resource, Series, SeriesBuilder, Split, StepAggregator,
-    TrainSettings, WindowSet, WorkloadKey, evaluate,
+    ForecastConfig, ForecastModel, Resource, Series, Split, TrainSettings, WindowSet, WorkloadKey,
+    aggregate, evaluate,
 };
 use auspex_nn::NnDevice;
 use auspex_sim::{SimConfig, Simulator};
@@ -31,19 +31,11 @@ fn sim_config(seed: u64) -> SimConfig {
 
 fn simulate(seed: u64) -> BTreeMap<(WorkloadKey, Resource), Series> {
     let mut sim = Simulator::new(sim_config(seed)).expect("valid config");
-    let mut agg = StepAggregator::new(STEP_MS);
-    let mut builder = SeriesBuilder::new(STEP_MS, 5);
-    let mut steps = Vec::new();
-    while let Some(tick) = sim.next_tick() {
-        for s in &tick.samples {
-            agg.observe(s, &mut steps);
-        }
-        builder.push(&steps);
-        steps.clear();
-    }
-    agg.finish(&mut steps);
-    builder.push(&steps);
-    builder.finish()
+    aggregate(
+        std::iter::from_fn(|| sim.next_tick()).flat_map(|t| t.samples),
+        STEP_MS,
+        5,
+    )
 }
 
 struct Fixture {

@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use auspex_forecast::{
     BaselineQuantiles, EvalReport, ForecastConfig, ForecastModel, Resource, Series, SeriesBuilder,
-    Split, StepAggregator, StepDemand, TrainReport, TrainSettings, WindowSet, WorkloadKey,
-    evaluate, markdown_table,
+    Split, StepDemand, TrainReport, TrainSettings, WindowSet, WorkloadKey, aggregate, evaluate,
+    markdown_table,
 };
 use auspex_nn::NnDevice;
 use auspex_sim::{SimConfig, Simulator};
@@ -284,19 +284,11 @@ pub fn simulate_series(
     step_ms: i64,
 ) -> Result<BTreeMap<(WorkloadKey, Resource), Series>> {
     let mut sim = Simulator::new(config).map_err(|e| anyhow::anyhow!("simulator: {e}"))?;
-    let mut agg = StepAggregator::new(step_ms);
-    let mut builder = SeriesBuilder::new(step_ms, 5);
-    let mut steps = Vec::new();
-    while let Some(tick) = sim.next_tick() {
-        for s in &tick.samples {
-            agg.observe(s, &mut steps);
-        }
-        builder.push(&steps);
-        steps.clear();
-    }
-    agg.finish(&mut steps);
-    builder.push(&steps);
-    Ok(builder.finish())
+    Ok(aggregate(
+        std::iter::from_fn(|| sim.next_tick()).flat_map(|t| t.samples),
+        step_ms,
+        5,
+    ))
 }
 
 fn sim_splits(args: &EvaluateForecastArgs) -> Result<(Vec<Split>, i64, i64)> {
